@@ -1,0 +1,195 @@
+"""Typed, immutable settings, read once at start-up and passed in.
+
+Every value comes from an environment variable; `Settings.from_env(env)` takes
+the mapping explicitly so tests never touch `os.environ`. `DATABASE_URL` and
+`KAFKA_BOOTSTRAP_SERVERS` keep their conventional names; everything else is
+prefixed `BATCHPLANE_`. The README's configuration table lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_STATE_DIR = "var"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Broker address, topic names and consumer tuning."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    work_topic: str = "batchplane.work"
+    events_topic: str = "batchplane.events"
+    dead_letter_topic: str = "batchplane.work.dlq"
+    work_partitions: int = 12
+    events_partitions: int = 12
+    processor_group: str = "batchplane-processor"
+    # Apache Kafka refuses session timeouts under 6 s by default; the local
+    # broker and the tests use shorter ones to rebalance in about a second.
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    fetch_max_wait_ms: int = 100
+    max_poll_records: int = 500
+
+
+@dataclass(frozen=True)
+class LookupSettings:
+    """Bulk lookup pricing, limits and outbound fetch behaviour."""
+
+    credits_per_domain: int = 1
+    max_domains: int = 100
+    default_max_age_ms: int = 7 * 24 * 3600 * 1000
+    fetch_timeout_s: float = 10.0
+    fetch_max_body_bytes: int = 2_000_000
+    fetch_max_redirects: int = 5
+    fetch_concurrency: int = 200
+    # Test and operator hooks: where https:// and http:// connect when the URL
+    # names no port, and fixed host → IP answers (like curl --resolve).
+    https_port: int = 443
+    http_port: int = 80
+    host_overrides: Mapping[str, str] = field(default_factory=dict)
+    # Suffixes accepted as domains although not public (e.g. "test").
+    extra_suffixes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a batchplane process needs, resolved from the environment."""
+
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    database_url: str = ""
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    lookup: LookupSettings = field(default_factory=LookupSettings)
+    # CIDRs outbound fetches may reach although private or loopback.
+    outbound_allow_networks: tuple[str, ...] = ()
+    intake_host: str = "127.0.0.1"
+    intake_port: int = 50051
+    processor_host: str = "127.0.0.1"
+    processor_port: int = 50052
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_admin_port: int = 9901
+    broker_port: int = 9092
+    # Largest request body the gateway accepts (bytes); larger → 413.
+    gateway_max_body_bytes: int = 1_048_576
+    outbox_batch_size: int = 2_000
+    outbox_poll_interval_s: float = 0.2
+    log_level: str = "INFO"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file under the state dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.state_dir / 'batchplane.db').resolve()}"
+
+    @property
+    def intake_address(self) -> str:
+        return f"{self.intake_host}:{self.intake_port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (the process environment when None)."""
+        e = _Env(os.environ if env is None else env)
+        broker_port = e.integer("BATCHPLANE_BROKER_PORT", 9092)
+        kafka = KafkaSettings(
+            bootstrap_servers=e.text("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{broker_port}"),
+            work_topic=e.text("BATCHPLANE_WORK_TOPIC", KafkaSettings.work_topic),
+            events_topic=e.text("BATCHPLANE_EVENTS_TOPIC", KafkaSettings.events_topic),
+            dead_letter_topic=e.text(
+                "BATCHPLANE_DEAD_LETTER_TOPIC", KafkaSettings.dead_letter_topic
+            ),
+            work_partitions=e.integer("BATCHPLANE_WORK_PARTITIONS", KafkaSettings.work_partitions),
+            events_partitions=e.integer(
+                "BATCHPLANE_EVENTS_PARTITIONS", KafkaSettings.events_partitions
+            ),
+            processor_group=e.text("BATCHPLANE_PROCESSOR_GROUP", KafkaSettings.processor_group),
+            session_timeout_ms=e.integer(
+                "BATCHPLANE_KAFKA_SESSION_TIMEOUT_MS", KafkaSettings.session_timeout_ms
+            ),
+            heartbeat_interval_ms=e.integer(
+                "BATCHPLANE_KAFKA_HEARTBEAT_INTERVAL_MS", KafkaSettings.heartbeat_interval_ms
+            ),
+            fetch_max_wait_ms=e.integer("BATCHPLANE_KAFKA_FETCH_MAX_WAIT_MS", 100),
+            max_poll_records=e.integer("BATCHPLANE_KAFKA_MAX_POLL_RECORDS", 500),
+        )
+        lookup = LookupSettings(
+            credits_per_domain=e.integer("BATCHPLANE_LOOKUP_CREDITS_PER_DOMAIN", 1),
+            default_max_age_ms=e.integer("BATCHPLANE_LOOKUP_DEFAULT_MAX_AGE_MS", 604_800_000),
+            fetch_timeout_s=e.number("BATCHPLANE_FETCH_TIMEOUT_S", 10.0),
+            fetch_max_body_bytes=e.integer("BATCHPLANE_FETCH_MAX_BODY_BYTES", 2_000_000),
+            fetch_max_redirects=e.integer("BATCHPLANE_FETCH_MAX_REDIRECTS", 5),
+            fetch_concurrency=e.integer("BATCHPLANE_FETCH_CONCURRENCY", 200),
+            https_port=e.integer("BATCHPLANE_FETCH_HTTPS_PORT", 443),
+            http_port=e.integer("BATCHPLANE_FETCH_HTTP_PORT", 80),
+            host_overrides=e.pairs("BATCHPLANE_FETCH_HOST_OVERRIDES"),
+            extra_suffixes=frozenset(e.items("BATCHPLANE_EXTRA_DOMAIN_SUFFIXES")),
+        )
+        return cls(
+            state_dir=Path(e.text("BATCHPLANE_STATE_DIR", DEFAULT_STATE_DIR)),
+            database_url=e.text("DATABASE_URL", ""),
+            kafka=kafka,
+            lookup=lookup,
+            outbound_allow_networks=tuple(e.items("BATCHPLANE_OUTBOUND_ALLOW_NETWORKS")),
+            intake_host=e.text("BATCHPLANE_INTAKE_HOST", "127.0.0.1"),
+            intake_port=e.integer("BATCHPLANE_INTAKE_PORT", 50051),
+            processor_host=e.text("BATCHPLANE_PROCESSOR_HOST", "127.0.0.1"),
+            processor_port=e.integer("BATCHPLANE_PROCESSOR_PORT", 50052),
+            gateway_host=e.text("BATCHPLANE_GATEWAY_HOST", "127.0.0.1"),
+            gateway_port=e.integer("BATCHPLANE_GATEWAY_PORT", 8080),
+            gateway_admin_port=e.integer("BATCHPLANE_GATEWAY_ADMIN_PORT", 9901),
+            broker_port=broker_port,
+            gateway_max_body_bytes=e.integer("BATCHPLANE_GATEWAY_MAX_BODY_BYTES", 1_048_576),
+            outbox_batch_size=e.integer("BATCHPLANE_OUTBOX_BATCH_SIZE", 2_000),
+            outbox_poll_interval_s=e.number("BATCHPLANE_OUTBOX_POLL_INTERVAL_S", 0.2),
+            log_level=e.text("BATCHPLANE_LOG_LEVEL", "INFO"),
+        )
+
+
+@dataclass(frozen=True)
+class _Env:
+    """Typed reads of one environment mapping, with errors naming the variable."""
+
+    values: Mapping[str, str]
+
+    def text(self, name: str, default: str) -> str:
+        value = self.values.get(name, "").strip()
+        return value or default
+
+    def integer(self, name: str, default: int) -> int:
+        raw = self.values.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.values.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+    def items(self, name: str) -> list[str]:
+        return [part.strip() for part in self.values.get(name, "").split(",") if part.strip()]
+
+    def pairs(self, name: str) -> dict[str, str]:
+        """Parse `a=1,b=2` into a dict."""
+        result: dict[str, str] = {}
+        for part in self.items(name):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise SettingsError(f"{name} entries must look like host=address, got {part!r}")
+            result[key.strip().lower()] = value.strip()
+        return result

@@ -1,0 +1,134 @@
+"""Credits ledger and usage metering (owner of credit_ledger and usage_monthly).
+
+The balance on `organizations` changes only here, in the same transaction as
+the ledger entry that explains it, through conditional UPDATEs that cannot make
+it negative whatever the concurrency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from batchplane.db.dialect import increment
+from batchplane.db.models import CreditEntry, Organization, UsageMonthly, table
+
+TOPUP = "topup"
+CHARGE = "charge"
+REFUND = "refund"
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    kind: str
+    amount: int
+    balance_after: int
+    batch_id: int | None
+    note: str
+    created_at: datetime
+
+
+async def charge(
+    session: AsyncSession,
+    *,
+    org_id: str,
+    amount: int,
+    batch_id: int | None,
+    now: datetime,
+    note: str = "",
+) -> int | None:
+    """Take `amount` credits; the new balance, or None when it cannot be paid."""
+    result = await session.execute(
+        update(Organization)
+        .where(Organization.id == org_id, Organization.credit_balance >= amount)
+        .values(credit_balance=Organization.credit_balance - amount)
+        .returning(Organization.credit_balance)
+    )
+    balance = result.scalar_one_or_none()
+    if balance is None:
+        return None
+    _append(session, org_id, CHARGE, -amount, balance, batch_id, note, now)
+    return int(balance)
+
+
+async def credit(
+    session: AsyncSession,
+    *,
+    org_id: str,
+    amount: int,
+    kind: str,
+    batch_id: int | None,
+    now: datetime,
+    note: str = "",
+) -> int:
+    """Add credits (a top-up or a refund); returns the new balance."""
+    result = await session.execute(
+        update(Organization)
+        .where(Organization.id == org_id)
+        .values(credit_balance=Organization.credit_balance + amount)
+        .returning(Organization.credit_balance)
+    )
+    balance = int(result.scalar_one())
+    _append(session, org_id, kind, amount, balance, batch_id, note, now)
+    return balance
+
+
+def _append(
+    session: AsyncSession,
+    org_id: str,
+    kind: str,
+    amount: int,
+    balance: int,
+    batch_id: int | None,
+    note: str,
+    now: datetime,
+) -> None:
+    session.add(
+        CreditEntry(
+            org_id=org_id,
+            kind=kind,
+            amount=amount,
+            balance_after=balance,
+            batch_id=batch_id,
+            note=note,
+            created_at=now,
+        )
+    )
+
+
+async def ledger(session: AsyncSession, *, org_id: str, limit: int = 50) -> list[LedgerLine]:
+    rows = (
+        await session.execute(
+            select(CreditEntry)
+            .where(CreditEntry.org_id == org_id)
+            .order_by(CreditEntry.id.desc())
+            .limit(limit)
+        )
+    ).scalars()
+    return [
+        LedgerLine(r.kind, r.amount, r.balance_after, r.batch_id, r.note, r.created_at)
+        for r in rows
+    ]
+
+
+def month_of(moment: datetime) -> str:
+    return moment.strftime("%Y-%m")
+
+
+async def meter(session: AsyncSession, *, org_id: str, units: int, now: datetime) -> None:
+    """Add usage units to the organisation's current month (UTC)."""
+    await increment(
+        session,
+        table(UsageMonthly),
+        key={"org_id": org_id, "month": month_of(now)},
+        column="units",
+        amount=units,
+    )
+
+
+async def usage(session: AsyncSession, *, org_id: str, month: str) -> int:
+    row = await session.get(UsageMonthly, (org_id, month))
+    return int(row.units) if row else 0

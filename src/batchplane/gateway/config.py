@@ -1,0 +1,221 @@
+"""Render Envoy's configuration from settings and the generated descriptor set.
+
+The gateway transcodes the documented JSON routes onto intake's gRPC services
+(`google.api.http` annotations in protos/), lets `edge.lua` apply intake's
+HTTP status and error bodies, answers its own errors as JSON, and serves
+`/healthz` from intake's gRPC health.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from batchplane.core.settings import Settings
+from batchplane.intake.server import SERVICE_NAMES
+
+INTAKE_CLUSTER = "intake"
+
+
+def descriptor_path() -> Path:
+    path = Path(str(resources.files("batchplane.api") / "descriptors.pb"))
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make protos`")
+    return path
+
+
+def lua_source() -> str:
+    return (resources.files("batchplane.gateway") / "edge.lua").read_text(encoding="utf-8")
+
+
+def render(settings: Settings, *, intake_port: int | None = None) -> dict[str, Any]:
+    """The whole Envoy bootstrap as a dict."""
+    return {
+        "admin": {"address": _socket(settings.gateway_host, settings.gateway_admin_port)},
+        "static_resources": {
+            "listeners": [_listener(settings)],
+            "clusters": [_intake_cluster(settings, intake_port or settings.intake_port)],
+        },
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
+    }
+
+
+def write(settings: Settings, destination: Path, *, intake_port: int | None = None) -> Path:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(
+        yaml.safe_dump(render(settings, intake_port=intake_port), sort_keys=False)
+    )
+    return destination
+
+
+def _type(name: str) -> str:
+    return f"type.googleapis.com/envoy.{name}"
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _listener(settings: Settings) -> dict[str, Any]:
+    manager = {
+        "@type": _type(
+            "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+        ),
+        "stat_prefix": "ingress",
+        "codec_type": "AUTO",
+        "route_config": _routes(),
+        "http_filters": _http_filters(settings),
+        "local_reply_config": _local_replies(),
+        "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
+    }
+    return {
+        "name": "public",
+        "address": _socket(settings.gateway_host, settings.gateway_port),
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": manager,
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def _routes() -> dict[str, Any]:
+    return {
+        "name": "batchplane",
+        "virtual_hosts": [
+            {
+                "name": "batchplane",
+                "domains": ["*"],
+                "routes": [
+                    {
+                        "match": {"prefix": "/"},
+                        "route": {"cluster": INTAKE_CLUSTER, "timeout": "60s"},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _http_filters(settings: Settings) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "envoy.filters.http.health_check",
+            "typed_config": {
+                "@type": _type("extensions.filters.http.health_check.v3.HealthCheck"),
+                "pass_through_mode": False,
+                "headers": [{"name": ":path", "string_match": {"exact": "/healthz"}}],
+                "cluster_min_healthy_percentages": {INTAKE_CLUSTER: {"value": 100}},
+            },
+        },
+        {
+            "name": "envoy.filters.http.buffer",
+            "typed_config": {
+                "@type": _type("extensions.filters.http.buffer.v3.Buffer"),
+                "max_request_bytes": settings.gateway_max_body_bytes,
+            },
+        },
+        {
+            "name": "envoy.filters.http.lua",
+            "typed_config": {
+                "@type": _type("extensions.filters.http.lua.v3.Lua"),
+                "default_source_code": {"inline_string": lua_source()},
+            },
+        },
+        {
+            "name": "envoy.filters.http.grpc_json_transcoder",
+            "typed_config": {
+                "@type": _type(
+                    "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
+                ),
+                "proto_descriptor": str(descriptor_path()),
+                "services": list(SERVICE_NAMES),
+                "convert_grpc_status": True,
+                "print_options": {
+                    "preserve_proto_field_names": True,
+                    "always_print_primitive_fields": True,
+                },
+                "request_validation_options": {
+                    "reject_unknown_method": True,
+                    "reject_unknown_query_parameters": True,
+                },
+            },
+        },
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": _type("extensions.filters.http.router.v3.Router")},
+        },
+    ]
+
+
+def _json_reply(
+    status: int | None, error: str, code: str, *, at_least: bool = False
+) -> dict[str, Any]:
+    mapper: dict[str, Any] = {
+        "body_format_override": {"json_format": {"error": error, "code": code}},
+    }
+    if status is not None:
+        comparison = "GE" if at_least else "EQ"
+        mapper["filter"] = {
+            "status_code_filter": {
+                "comparison": {
+                    "op": comparison,
+                    "value": {"default_value": status, "runtime_key": "unused"},
+                }
+            }
+        }
+    return mapper
+
+
+def _local_replies() -> dict[str, Any]:
+    """Envoy's own answers (unknown route, bad path parameter, too large, upstream down) as JSON."""
+    return {
+        "mappers": [
+            _json_reply(404, "not found", "not_found"),
+            _json_reply(413, "request body too large", "payload_too_large"),
+            _json_reply(503, "service unavailable", "unavailable"),
+            # Never leak upstream or exception text in a 5xx.
+            _json_reply(500, "internal error", "internal", at_least=True),
+        ],
+        # Everything else (transcoder rejections of a path or query parameter,
+        # malformed requests) keeps Envoy's message in the `error` field.
+        "body_format": {"json_format": {"error": "%LOCAL_REPLY_BODY%", "code": "invalid_request"}},
+    }
+
+
+def _intake_cluster(settings: Settings, port: int) -> dict[str, Any]:
+    return {
+        "name": INTAKE_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "2s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _type("extensions.upstreams.http.v3.HttpProtocolOptions"),
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": INTAKE_CLUSTER,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": _socket(settings.intake_host, port)}}]}
+            ],
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": "1s",
+                "no_traffic_interval": "1s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {},
+            }
+        ],
+    }

@@ -1,0 +1,167 @@
+"""Accepting a bulk lookup: validate, price, charge, store, queue — in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from batchplane.api.events.v1 import events_pb2
+from batchplane.bus.records import event_record, work_records
+from batchplane.core.clock import Clock
+from batchplane.core.errors import PaymentRequired
+from batchplane.core.settings import KafkaSettings, LookupSettings
+from batchplane.db import batches, billing, lookups, outbox
+from batchplane.db.engine import Database
+from batchplane.db.models import Batch
+from batchplane.intake.auth import Caller
+from batchplane.intake.json_body import (
+    INT32_MAX,
+    optional_bool,
+    optional_int,
+    parse_object,
+    reject_unknown,
+    string_array,
+)
+from batchplane.lookup.domains import InvalidDomain, normalise_domain
+
+FAMILY = "lookup"
+_FIELDS = frozenset({"domains", "recompute", "max_age", "list_id"})
+
+
+@dataclass(frozen=True)
+class LookupRequest:
+    """A validated bulk lookup request, whichever wire it came from."""
+
+    domains: list[str]
+    recompute: bool
+    max_age_ms: int
+    list_id: int | None
+
+
+def parse_lookup_json(raw: bytes, settings: LookupSettings) -> LookupRequest:
+    """Read the seed's JSON body strictly (unknown fields and wrong types are 4xx)."""
+    body = parse_object(raw)
+    reject_unknown(body, _FIELDS)
+    return LookupRequest(
+        domains=string_array(body, "domains", max_items=settings.max_domains),
+        recompute=optional_bool(body, "recompute", False),
+        max_age_ms=_max_age(optional_int(body, "max_age", minimum=0, maximum=2**53), settings),
+        list_id=optional_int(body, "list_id", minimum=1, maximum=INT32_MAX),
+    )
+
+
+def _max_age(value: int | None, settings: LookupSettings) -> int:
+    return settings.default_max_age_ms if value is None else value
+
+
+@dataclass(frozen=True)
+class PlannedItems:
+    """Distinct items of a request: normalised domains, or the raw text of invalid ones."""
+
+    inputs: list[str]
+    valid_domains: list[str]
+
+
+def plan_items(raw_domains: Sequence[str], extra_suffixes: frozenset[str]) -> PlannedItems:
+    """Normalise and de-duplicate, keeping first-seen order.
+
+    A string that is not a domain stays an item (it fails alone, as
+    `invalid_domain`), so the batch is never rejected for one bad entry.
+    """
+    inputs: dict[str, None] = {}
+    valid: dict[str, None] = {}
+    for raw in raw_domains:
+        try:
+            domain = normalise_domain(raw, extra_suffixes=extra_suffixes)
+        except InvalidDomain:
+            inputs.setdefault(raw.strip(), None)
+            continue
+        inputs.setdefault(domain, None)
+        valid.setdefault(domain, None)
+    return PlannedItems(inputs=list(inputs), valid_domains=list(valid))
+
+
+class LookupIntake:
+    """Stores accepted bulk lookups and queues their items through the outbox."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        lookup: LookupSettings,
+        kafka: KafkaSettings,
+        clock: Clock,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._database = database
+        self._lookup = lookup
+        self._kafka = kafka
+        self._clock = clock
+        self._on_commit = on_commit
+
+    async def submit(self, caller: Caller, request: LookupRequest) -> Batch:
+        """Charge, store and queue a batch; raises PaymentRequired (nothing stored)."""
+        planned = plan_items(request.domains, self._lookup.extra_suffixes)
+        unit = self._lookup.credits_per_domain
+        cost = unit * len(planned.inputs)
+        now = self._clock.now()
+        async with self._database.transaction() as session:
+            batch = await batches.create_batch(
+                session,
+                org_id=caller.org_id,
+                family=FAMILY,
+                inputs=planned.inputs,
+                params={
+                    "recompute": request.recompute,
+                    "max_age_ms": request.max_age_ms,
+                    "list_id": request.list_id,
+                    "unit_credits": unit,
+                },
+                created_by=caller.user_id,
+                credits_charged=cost,
+                now=now,
+            )
+            paid = await billing.charge(
+                session,
+                org_id=caller.org_id,
+                amount=cost,
+                batch_id=batch.id,
+                now=now,
+                note=f"bulk lookup of {len(planned.inputs)} domains",
+            )
+            if paid is None:
+                # Raising rolls the whole transaction back: no batch, no charge.
+                raise PaymentRequired(
+                    f"insufficient credits: this batch costs {cost} credits",
+                    extra={"required_credits": cost},
+                )
+            await billing.meter(session, org_id=caller.org_id, units=len(planned.inputs), now=now)
+            if request.list_id is not None:
+                await lookups.add_to_list(
+                    session,
+                    org_id=caller.org_id,
+                    list_id=request.list_id,
+                    domains=planned.valid_domains,
+                    now=now,
+                )
+            await outbox.add(session, self._records(batch, cost), now=now)
+        self._on_commit()
+        return batch
+
+    def _records(self, batch: Batch, cost: int) -> list[outbox.Record]:
+        accepted = event_record(
+            self._kafka.events_topic,
+            events_pb2.BatchAccepted(item_count=batch.requested_count, credits_charged=cost),
+            org_id=batch.org_id,
+            batch_id=batch.id,
+            family=FAMILY,
+            now=batch.created_at,
+        )
+        work = work_records(
+            self._kafka.work_topic,
+            batch_id=batch.id,
+            org_id=batch.org_id,
+            family=FAMILY,
+            item_count=batch.requested_count,
+        )
+        return [accepted, *work]

@@ -1,0 +1,151 @@
+"""Bulk lookup items: fetch a domain's home page and detect its technologies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from batchplane.core.clock import Clock, rfc3339
+from batchplane.db import lookups
+from batchplane.db.batches import Outcome, PendingItem
+from batchplane.db.engine import Database
+from batchplane.lookup.domains import InvalidDomain, normalise_domain
+from batchplane.lookup.fetch import Fetcher, FetchError
+from batchplane.lookup.fingerprints import Detection, FingerprintDatabase, Headers, Page
+
+log = logging.getLogger(__name__)
+
+
+def technology_json(detection: Detection) -> dict[str, Any]:
+    return {
+        "name": detection.name,
+        "categories": list(detection.categories),
+        "version": detection.version,
+        "confidence": detection.confidence,
+    }
+
+
+class LookupHandler:
+    """The `lookup` family: one domain per item, results shared across organisations."""
+
+    family = "lookup"
+
+    def __init__(
+        self,
+        database: Database,
+        fetcher: Fetcher,
+        fingerprints: FingerprintDatabase,
+        *,
+        clock: Clock,
+        extra_suffixes: frozenset[str] = frozenset(),
+    ) -> None:
+        self._database = database
+        self._fetcher = fetcher
+        self._fingerprints = fingerprints
+        self._clock = clock
+        self._extra_suffixes = extra_suffixes
+
+    async def run(self, items: Sequence[PendingItem]) -> list[Outcome]:
+        domains: dict[tuple[int, int], str] = {}
+        outcomes: list[Outcome] = []
+        for item in items:
+            try:
+                domains[item.key] = normalise_domain(
+                    item.input, extra_suffixes=self._extra_suffixes
+                )
+            except InvalidDomain:
+                outcomes.append(Outcome(item.batch_id, item.item_index, False, "invalid_domain"))
+        valid = [item for item in items if item.key in domains]
+        cached = await self._fresh_results(valid, domains)
+        to_fetch = sorted({domains[i.key] for i in valid if i.key not in cached})
+        fetched = dict(
+            zip(to_fetch, await asyncio.gather(*map(self._look_up, to_fetch)), strict=True)
+        )
+        for item in valid:
+            hit = cached.get(item.key)
+            outcomes.append(
+                _cached_outcome(item, hit)
+                if hit
+                else _fetched_outcome(item, fetched[domains[item.key]])
+            )
+        return outcomes
+
+    async def persist(self, session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+        fresh: dict[str, lookups.StoredLookup] = {}
+        for outcome in outcomes:
+            result = outcome.result
+            if outcome.succeeded and result is not None and not result["cached"]:
+                fresh[result["domain"]] = lookups.StoredLookup(
+                    domain=result["domain"],
+                    technologies=result["technologies"],
+                    looked_up_at=datetime.fromisoformat(result["looked_up_at"]),
+                )
+        await lookups.store(session, results=list(fresh.values()))
+
+    async def _fresh_results(
+        self, items: Sequence[PendingItem], domains: dict[tuple[int, int], str]
+    ) -> dict[tuple[int, int], lookups.StoredLookup]:
+        reusable = [item for item in items if not item.params.get("recompute", False)]
+        if not reusable:
+            return {}
+        async with self._database.transaction() as session:
+            stored = await lookups.latest(session, domains=[domains[i.key] for i in reusable])
+        now = self._clock.now()
+        hits = {}
+        for item in reusable:
+            found = stored.get(domains[item.key])
+            max_age = timedelta(milliseconds=int(item.params.get("max_age_ms", 0)))
+            if found is not None and now - _aware(found.looked_up_at) <= max_age:
+                hits[item.key] = found
+        return hits
+
+    async def _look_up(self, domain: str) -> dict[str, Any] | FetchError:
+        try:
+            response = await self._fetcher.fetch_home_page(domain)
+        except FetchError as error:
+            return error
+        page = Page(
+            url=response.url,
+            status=response.status,
+            headers=Headers(response.headers.items()),
+            cookies=response.cookies,
+            html=response.text,
+        )
+        detections = self._fingerprints.detect(page)
+        return {
+            "domain": domain,
+            "technologies": [technology_json(d) for d in detections],
+            "looked_up_at": rfc3339(self._clock.now()),
+            "http_status": response.status,
+            "cached": False,
+        }
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything stored is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _cached_outcome(item: PendingItem, stored: lookups.StoredLookup) -> Outcome:
+    return Outcome(
+        item.batch_id,
+        item.item_index,
+        True,
+        result={
+            "domain": stored.domain,
+            "technologies": stored.technologies,
+            "looked_up_at": rfc3339(stored.looked_up_at),
+            "cached": True,
+        },
+    )
+
+
+def _fetched_outcome(item: PendingItem, result: dict[str, Any] | FetchError) -> Outcome:
+    if isinstance(result, FetchError):
+        return Outcome(item.batch_id, item.item_index, False, result.code)
+    return Outcome(item.batch_id, item.item_index, True, result=result)

@@ -1,0 +1,172 @@
+"""The family-independent part of processing: claim, run, record, announce.
+
+For a chunk of work items: load those still queued, start their batches, let
+each family's handler do the work, then record every outcome, the batch
+counters, refunds for failed items and the events in one transaction. Nothing
+here is per item round trip: each step is one statement (or one per batch).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+
+import orjson
+
+from batchplane.api.common.v1 import batch_pb2
+from batchplane.api.events.v1 import events_pb2
+from batchplane.bus.records import event_record
+from batchplane.core.clock import Clock
+from batchplane.core.settings import KafkaSettings
+from batchplane.db import batches, billing, outbox
+from batchplane.db.batches import BatchProgressUpdate, ItemKey, Outcome, PendingItem
+from batchplane.db.engine import Database
+from batchplane.processor.handlers.base import ItemHandler
+
+log = logging.getLogger(__name__)
+
+
+class ItemPipeline:
+    """Processes chunks of work items; safe to call again with the same items."""
+
+    def __init__(
+        self,
+        database: Database,
+        handlers: Iterable[ItemHandler],
+        *,
+        kafka: KafkaSettings,
+        clock: Clock,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._database = database
+        self._handlers: Mapping[str, ItemHandler] = {h.family: h for h in handlers}
+        self._events_topic = kafka.events_topic
+        self._clock = clock
+        self._on_commit = on_commit
+        self.processed = 0
+
+    async def process(self, keys: Sequence[ItemKey]) -> int:
+        """Work on the items named by `keys`; returns how many outcomes were recorded."""
+        pending = await self._claim(keys)
+        if not pending:
+            return 0
+        by_family: dict[str, list[PendingItem]] = defaultdict(list)
+        for item in pending:
+            by_family[item.family].append(item)
+        outcomes: dict[str, list[Outcome]] = {}
+        for family, items in by_family.items():
+            outcomes[family] = await self._run(family, items)
+        recorded = await self._record(outcomes)
+        self.processed += recorded
+        return recorded
+
+    async def _claim(self, keys: Sequence[ItemKey]) -> list[PendingItem]:
+        now = self._clock.now()
+        async with self._database.transaction() as session:
+            pending = await batches.load_pending(session, keys=keys)
+            started = await batches.mark_started(
+                session, batch_ids={item.batch_id for item in pending}, now=now
+            )
+            records = [
+                event_record(
+                    self._events_topic,
+                    events_pb2.BatchStarted(),
+                    org_id=org_id,
+                    batch_id=batch_id,
+                    family=family,
+                    now=now,
+                )
+                for batch_id, org_id, family in started
+            ]
+            await outbox.add(session, records, now=now)
+        if records:
+            self._on_commit()
+        return pending
+
+    async def _run(self, family: str, items: list[PendingItem]) -> list[Outcome]:
+        handler = self._handlers.get(family)
+        if handler is None:
+            log.error("no handler for family %r; failing %d items", family, len(items))
+            return [Outcome(i.batch_id, i.item_index, False, "unsupported_family") for i in items]
+        outcomes = await handler.run(items)
+        missing = {i.key for i in items} - {o.key for o in outcomes}
+        if missing:
+            log.error("%s handler returned no outcome for %d items", family, len(missing))
+            outcomes += [Outcome(b, i, False, "internal") for b, i in sorted(missing)]
+        return outcomes
+
+    async def _record(self, outcomes_by_family: Mapping[str, list[Outcome]]) -> int:
+        now = self._clock.now()
+        all_outcomes = [o for outcomes in outcomes_by_family.values() for o in outcomes]
+        async with self._database.transaction() as session:
+            applied, progress = await batches.record_outcomes(
+                session, outcomes=all_outcomes, now=now
+            )
+            applied_keys = {o.key for o in applied}
+            for family, outcomes in outcomes_by_family.items():
+                handler = self._handlers.get(family)
+                if handler is not None:
+                    mine = [o for o in outcomes if o.key in applied_keys]
+                    await handler.persist(session, mine)
+            for update in progress:
+                if update.refund:
+                    await billing.credit(
+                        session,
+                        org_id=update.org_id,
+                        amount=update.refund,
+                        kind=billing.REFUND,
+                        batch_id=update.batch_id,
+                        now=now,
+                        note="refund of failed items",
+                    )
+            await outbox.add(session, self._events(applied, progress, now), now=now)
+        self._on_commit()
+        return len(applied)
+
+    def _events(
+        self, applied: Sequence[Outcome], progress: Sequence[BatchProgressUpdate], now: datetime
+    ) -> list[outbox.Record]:
+        owners = {p.batch_id: p for p in progress}
+        records = [self._item_event(o, owners[o.batch_id], now) for o in applied]
+        records += [self._finished_event(p, now) for p in progress if p.finished]
+        return records
+
+    def _item_event(
+        self, outcome: Outcome, batch: BatchProgressUpdate, now: datetime
+    ) -> outbox.Record:
+        completed = events_pb2.ItemCompleted(
+            item_index=outcome.item_index,
+            status=batch_pb2.ITEM_STATUS_SUCCEEDED
+            if outcome.succeeded
+            else batch_pb2.ITEM_STATUS_FAILED,
+            error_code=outcome.error_code or "",
+            result_json=orjson.dumps(outcome.result).decode() if outcome.result else "",
+        )
+        return event_record(
+            self._events_topic,
+            completed,
+            org_id=batch.org_id,
+            batch_id=batch.batch_id,
+            family=batch.family,
+            now=now,
+        )
+
+    def _finished_event(self, batch: BatchProgressUpdate, now: datetime) -> outbox.Record:
+        finished = events_pb2.BatchFinished(
+            progress=batch_pb2.BatchProgress(
+                requested=batch.requested,
+                processed=batch.processed,
+                succeeded=batch.succeeded,
+                failed=batch.failed,
+            ),
+        )
+        return event_record(
+            self._events_topic,
+            finished,
+            org_id=batch.org_id,
+            batch_id=batch.batch_id,
+            family=batch.family,
+            now=now,
+        )

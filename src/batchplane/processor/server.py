@@ -1,0 +1,113 @@
+"""The processor service: consumes work, runs items, emits events; gRPC health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from batchplane.bus.publisher import OutboxPublisher
+from batchplane.core.clock import Clock, SystemClock
+from batchplane.core.settings import Settings
+from batchplane.db.engine import Database
+from batchplane.lookup.fetch import Fetcher, FetchSettings
+from batchplane.lookup.fingerprints import FingerprintDatabase
+from batchplane.processor.consumer import WorkConsumer
+from batchplane.processor.handlers.lookup import LookupHandler
+from batchplane.processor.pipeline import ItemPipeline
+
+log = logging.getLogger(__name__)
+
+
+def fetch_settings(settings: Settings) -> FetchSettings:
+    lookup = settings.lookup
+    return FetchSettings(
+        timeout_s=lookup.fetch_timeout_s,
+        max_body_bytes=lookup.fetch_max_body_bytes,
+        max_redirects=lookup.fetch_max_redirects,
+        allow_networks=settings.outbound_allow_networks,
+        https_port=lookup.https_port,
+        http_port=lookup.http_port,
+        host_overrides=lookup.host_overrides,
+        max_concurrency=lookup.fetch_concurrency,
+    )
+
+
+class ProcessorService:
+    """Everything the processor runs."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        clock = clock or SystemClock()
+        self.database = Database(settings.effective_database_url)
+        self.publisher = OutboxPublisher(settings, self.database)
+        self.fetcher = Fetcher(fetch_settings(settings))
+        # Compiling the fingerprint database takes about a second: once per process.
+        handlers = [
+            LookupHandler(
+                self.database,
+                self.fetcher,
+                FingerprintDatabase.load(),
+                clock=clock,
+                extra_suffixes=settings.lookup.extra_suffixes,
+            )
+        ]
+        self.pipeline = ItemPipeline(
+            self.database,
+            handlers,
+            kafka=settings.kafka,
+            clock=clock,
+            on_commit=self.publisher.relay.wake,
+        )
+        self.consumer = WorkConsumer(
+            settings.kafka, self.pipeline, self.publisher.producer, self.publisher.connected
+        )
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._consume_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        port = self.server.add_insecure_port(
+            f"{self.settings.processor_host}:{self.settings.processor_port}"
+        )
+        await self.server.start()
+        await self.fetcher.start()
+        self.publisher.start()
+        self._consume_task = asyncio.create_task(self.consumer.run(), name="work-consumer")
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("processor started (health on port %d)", port)
+        return int(port)
+
+    async def stop(self) -> None:
+        """Finish the chunk in hand, leave the group, flush events."""
+        await self.health.enter_graceful_shutdown()
+        if self._consume_task is not None:
+            self._consume_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consume_task
+        await self.publisher.stop()
+        await self.fetcher.close()
+        await self.server.stop(2)
+        await self.database.dispose()
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set; raises if consuming failed (the process must exit)."""
+        assert self._consume_task is not None
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopping, self._consume_task}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if self._consume_task.done() and not self._consume_task.cancelled():
+            self._consume_task.result()  # re-raises the consumer's error
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    service = ProcessorService(settings)
+    await service.start()
+    try:
+        await service.wait(stop)
+    finally:
+        await service.stop()
