@@ -163,22 +163,23 @@ def _json_reply(
         "body_format_override": {"json_format": {"error": error, "code": code}},
     }
     if status is not None:
-        comparison = "GE" if at_least else "EQ"
-        mapper["filter"] = {
-            "status_code_filter": {
-                "comparison": {
-                    "op": comparison,
-                    "value": {"default_value": status, "runtime_key": "unused"},
-                }
-            }
-        }
+        mapper["filter"] = _status_filter(status, "GE" if at_least else "EQ")
     return mapper
+
+
+def _status_filter(status: int, op: str) -> dict[str, Any]:
+    value = {"default_value": status, "runtime_key": "batchplane.unused"}
+    return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
 
 
 def _local_replies() -> dict[str, Any]:
     """Envoy's own answers (unknown route, bad path parameter, too large, upstream down) as JSON."""
     return {
         "mappers": [
+            {
+                "filter": _status_filter(200, "EQ"),
+                "body_format_override": {"json_format": {"status": "ok"}},
+            },
             _json_reply(404, "not found", "not_found"),
             _json_reply(413, "request body too large", "payload_too_large"),
             _json_reply(503, "service unavailable", "unavailable"),

@@ -48,7 +48,7 @@ MAX_HTML_CHARS: Final = 512 * 1024
 _REGEX_FLAGS: Final = re.IGNORECASE | re.ASCII
 
 # Literals shorter than this hit almost every page and would select nearly everything.
-_MIN_LITERAL_CHARS: Final = 3
+_MIN_LITERAL_CHARS: Final = 2
 # Cap on the alternatives tracked per regex node, so `[a-f][0-9]...` does not explode.
 _MAX_LITERAL_SET: Final = 16
 # Widest character class still expanded into literal alternatives.
@@ -194,10 +194,19 @@ class _Hit:
 class _PageInputs:
     """The values each pattern source is matched against, extracted once per page."""
 
-    headers: Mapping[str, Sequence[str]]
-    cookies: Mapping[str, Sequence[str]]
-    meta: Mapping[str, Sequence[str]]
+    keyed: Mapping[str, Mapping[str, Sequence[str]]]
+    """headers/cookies/meta → lower-cased name → values."""
     scan: Mapping[str, Sequence[str]]
+    """scanned source → values."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Patterns to try on some values; `lowered` set when a per-value literal check pays."""
+
+    patterns: Sequence[_Pattern]
+    values: Sequence[str]
+    lowered: Sequence[str] | None = None
 
 
 class _ScanIndex:
@@ -282,7 +291,12 @@ class FingerprintDatabase:
             source: {name: _ScanIndex(patterns) for name, patterns in by_name.items()}
             for source, by_name in keyed.items()
         }
+        # One index per source, not one for all: pyahocorasick's cost per character
+        # grows with the automaton, and script patterns need only scan script bodies.
         self._scan = {source: _ScanIndex(patterns) for source, patterns in scanned.items()}
+        self._always_run = MappingProxyType(
+            {s: sum(p.literals is None for p in scanned[s]) for s in _SCAN_SOURCES}
+        )
 
     @classmethod
     def load(cls) -> FingerprintDatabase:
@@ -299,22 +313,20 @@ class FingerprintDatabase:
     @property
     def stats(self) -> FingerprintStats:
         """Counts of technologies, compiled, skipped and always-run patterns."""
-        always = MappingProxyType({s: len(ix.always) for s, ix in self._scan.items()})
-        return FingerprintStats(len(self._techs), self._compiled, self._skipped, always)
+        return FingerprintStats(len(self._techs), self._compiled, self._skipped, self._always_run)
 
     def detect(self, page: Page) -> list[Detection]:
         """Technologies on `page`, sorted by name, with implies/excludes applied."""
         hits: dict[int, _Hit] = {}
-        for index, values in self._indexed_inputs(page):
-            haystack = values[0].lower() if len(values) == 1 else "\n".join(values).lower()
-            _match_values(index.candidates(haystack), values, hits)
+        for run in self._prefiltered_runs(self._extract(page)):
+            _match_values(run, hits)
         return self._resolve(hits)
 
     def _detect_exhaustive(self, page: Page) -> list[Detection]:
         """`detect()` without the prefilter: every pattern runs. For tests and benchmarks."""
         hits: dict[int, _Hit] = {}
-        for index, values in self._indexed_inputs(page):
-            _match_values(index.patterns, values, hits)
+        for run in self._exhaustive_runs(self._extract(page)):
+            _match_values(run, hits)
         return self._resolve(hits)
 
     # ---------------------------------------------------------------- building
@@ -345,33 +357,36 @@ class FingerprintDatabase:
             "css": elements.styles,
             "html": (markup,) if markup else (),
             "url": (page.url,) if page.url else (),
+            "text": (_visible_text(elements.text_markup),) if keep_text else (),
         }
-        if keep_text:
-            scan["text"] = (_visible_text(elements.text_markup),)
-        return _PageInputs(
-            headers=header_values,
-            cookies=_lower_keys(page.cookies.items()),
-            meta=elements.meta,
-            scan=scan,
-        )
+        keyed: dict[str, Mapping[str, Sequence[str]]] = {
+            "headers": header_values,
+            "cookies": _lower_keys(page.cookies.items()),
+            "meta": elements.meta,
+        }
+        return _PageInputs(keyed=keyed, scan=scan)
 
-    def _indexed_inputs(self, page: Page) -> Iterator[tuple[_ScanIndex, Sequence[str]]]:
-        """(index, values) pairs: each page input with the patterns that apply to it."""
-        inputs = self._extract(page)
-        for source, values_by_name in (
-            ("headers", inputs.headers),
-            ("cookies", inputs.cookies),
-            ("meta", inputs.meta),
-        ):
+    def _exhaustive_runs(self, inputs: _PageInputs) -> Iterator[_Run]:
+        for source, values_by_name in inputs.keyed.items():
+            by_name = self._keyed[source]
+            for name, values in values_by_name.items():
+                index = by_name.get(name)
+                if index is not None:
+                    yield _Run(index.patterns, values)
+        for source, index in self._scan.items():
+            yield _Run(index.patterns, inputs.scan[source])
+
+    def _prefiltered_runs(self, inputs: _PageInputs) -> Iterator[_Run]:
+        for source, values_by_name in inputs.keyed.items():
             by_name = self._keyed[source]
             for name, values in values_by_name.items():
                 index = by_name.get(name)
                 if index is not None and values:
-                    yield index, values
+                    yield _candidate_run(index, values)
         for source, index in self._scan.items():
-            values = inputs.scan.get(source, ())
+            values = inputs.scan[source]
             if values:
-                yield index, values
+                yield _candidate_run(index, values)
 
     # ---------------------------------------------------------------- resolution
 
@@ -449,12 +464,26 @@ class FingerprintDatabase:
 # --------------------------------------------------------------------------- matching helpers
 
 
-def _match_values(
-    patterns: Iterable[_Pattern], values: Sequence[str], hits: dict[int, _Hit]
-) -> None:
+def _candidate_run(index: _ScanIndex, values: Sequence[str]) -> _Run:
+    if len(values) == 1:
+        return _Run(index.candidates(values[0].lower()), values)
+    lowered = [v.lower() for v in values]
+    return _Run(index.candidates("\n".join(lowered)), values, lowered)
+
+
+def _match_values(run: _Run, hits: dict[int, _Hit]) -> None:
     """Run each pattern on each value; every match adds its confidence (Wappalyzer)."""
-    for pattern in patterns:
-        for value in values:
+    lowered = run.lowered
+    for pattern in run.patterns:
+        literals = pattern.literals
+        for i, value in enumerate(run.values):
+            # A regex search over a 50 KB script costs far more than a few `in` checks.
+            if (
+                lowered is not None
+                and literals is not None
+                and not any(literal in lowered[i] for literal in literals)
+            ):
+                continue
             match = pattern.regex.search(value)
             if match is not None:
                 _record(hits, pattern, match)
@@ -677,11 +706,11 @@ def _compile_pattern(tech_id: int, raw: object) -> _Pattern | None:
     """Compile one Wappalyzer pattern; None when Python cannot compile its regex."""
     if not isinstance(raw, str):
         raw = str(raw)
-    source, tags = _split_tags(raw)
-    python_source = _js_to_python(source)
+    js_regex, tags = _split_tags(raw)
+    python_source = _js_to_python(js_regex)
     try:
-        # Set-operation FutureWarnings ("possible nested set") are about syntax we do
-        # not use; the pattern is compiled with today's semantics either way.
+        # FutureWarnings ("possible set difference" for `--` in a class) announce
+        # syntax Python may adopt; today's semantics are JavaScript's, which we want.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             regex = re.compile(python_source, _REGEX_FLAGS)

@@ -1,0 +1,74 @@
+"""Shared fixtures: real PostgreSQL, a real Kafka-protocol broker, fixture sites, the stack."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from batchplane.db.migrate import upgrade_async
+from tests.support import postgres
+from tests.support.broker import running_broker
+from tests.support.sites import SiteServer, default_sites, serve_sites
+from tests.support.stack import RunningStack, running_stack, stack_env
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def broker() -> AsyncIterator[str]:
+    """Bootstrap servers of a Kafka-protocol broker (fails, never skips, when none)."""
+    async with running_broker() as servers:
+        yield servers
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    """A migrated, empty PostgreSQL database (SQLAlchemy URL) for the session."""
+    plain = await postgres.create_database()
+    url = postgres.sqlalchemy_url(plain)
+    await upgrade_async(url)
+    yield url
+    await postgres.drop_database(plain)
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("sqlite") / "batchplane.db"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def sites() -> AsyncIterator[SiteServer]:
+    async with serve_sites(default_sites()) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(
+    broker: str, postgres_url: str, sites: SiteServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningStack]:
+    """`batchplane run` on PostgreSQL and the test broker, fetching the fixture sites."""
+    env, ports = stack_env(
+        database_url=postgres_url,
+        bootstrap_servers=broker,
+        state_dir=Path(tmp_path_factory.mktemp("stack")),
+        site_port=sites.port,
+        site_hosts=sorted(sites.sites),
+    )
+    async with running_stack(env, ports) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def org(stack: RunningStack) -> dict[str, Any]:
+    """A fresh pro organisation with 1,000 credits and an all-scopes token."""
+    return stack.cli("admin", "create-org", "--name", "acme", "--plan", "pro", "--credits", "1000")

@@ -1,0 +1,71 @@
+"""Real HTTP sites served on 127.0.0.1 for lookups to fetch, one per Host header."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+WORDPRESS_PAGE = """<!doctype html><html><head>
+<meta name="generator" content="WordPress 6.4.2">
+<link rel="stylesheet" href="/wp-content/themes/twentytwentyfour/style.css">
+<script src="https://cdn.jsdelivr.net/npm/bootstrap@5.3.0/dist/js/bootstrap.bundle.min.js"></script>
+<script src="/wp-includes/js/jquery/jquery.min.js?ver=3.7.1"></script>
+</head><body><h1>Acme blog</h1></body></html>"""
+
+PLAIN_PAGE = "<!doctype html><html><head><title>plain</title></head><body>hello</body></html>"
+
+
+@dataclass
+class Site:
+    body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    status: int = 200
+
+
+@dataclass
+class SiteServer:
+    """Serves `sites` by Host header; counts requests per host."""
+
+    sites: dict[str, Site]
+    port: int = 0
+    hits: dict[str, int] = field(default_factory=dict)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        host = (request.host or "").split(":")[0].lower()
+        self.hits[host] = self.hits.get(host, 0) + 1
+        site = self.sites.get(host)
+        if site is None:
+            return web.Response(status=404, text="unknown site")
+        return web.Response(
+            status=site.status, text=site.body, content_type="text/html", headers=dict(site.headers)
+        )
+
+
+def default_sites() -> dict[str, Site]:
+    return {
+        "wp.test": Site(
+            WORDPRESS_PAGE,
+            {"Server": "nginx/1.24.0", "X-Powered-By": "PHP/8.2.1"},
+        ),
+        "plain.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
+        "www.wp.test": Site(WORDPRESS_PAGE, {"Server": "nginx/1.24.0"}),
+    }
+
+
+@contextlib.asynccontextmanager
+async def serve_sites(sites: dict[str, Site]) -> AsyncIterator[SiteServer]:
+    server = SiteServer(sites)
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", server.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server.port = runner.addresses[0][1]
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
