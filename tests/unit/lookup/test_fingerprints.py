@@ -276,6 +276,13 @@ def test_javascript_identity_escapes_are_literal_characters() -> None:
     assert [d.name for d in db.detect(page)] == ["Asendia"]
 
 
+def test_relative_and_malformed_script_urls() -> None:
+    db = _tiny({"Lib": {"cats": [], "scriptSrc": "^https://x\\.test/js/lib\\.js$"}})
+    markup = '<script src="//[bad"></script><script src="js/lib.js"></script>'
+    page = Page(url="https://x.test/", status=200, html=markup)
+    assert [d.name for d in db.detect(page)] == ["Lib"]
+
+
 def test_html_beyond_the_cap_is_not_scanned() -> None:
     db = _tiny({"Late": {"cats": [], "html": "late-marker"}}, max_html_chars=1000)
     assert db.detect(Page(url="", status=200, html="x" * 2000 + "late-marker")) == []
