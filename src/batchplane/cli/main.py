@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
     gateway = commands.add_parser("gateway", help="Envoy configuration")
-    gateway.add_argument("action", choices=["render"])
+    gateway.add_argument(
+        "action", choices=["render", "run"], help="render: print or write; run: render, exec Envoy"
+    )
     gateway.add_argument("--out", type=Path, default=None, help="file to write (stdout if unset)")
     admin.add_parser(commands)
     return parser
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"database": "upgraded"}))
         return 0
     if args.command == "gateway":
-        return _render_gateway(settings, args.out)
+        return _gateway(settings, args.action, args.out)
     return _admin(args, settings)
 
 
@@ -65,11 +68,16 @@ def _serve(service: str, settings: Settings) -> int:
     return 0
 
 
-def _render_gateway(settings: Settings, out: Path | None) -> int:
+def _gateway(settings: Settings, action: str, out: Path | None) -> int:
     import yaml
 
     from batchplane.gateway import config
 
+    if action == "run":
+        # Containers: render for this environment, then become Envoy (same PID).
+        path = config.write(settings, out or settings.state_dir / "envoy.yaml")
+        command = config.envoy_command(path, log_level="info")
+        os.execv(command[0], command)  # noqa: S606 - a fixed binary, no shell
     if out is None:
         print(yaml.safe_dump(config.render(settings), sort_keys=False))
     else:

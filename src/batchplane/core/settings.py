@@ -76,6 +76,8 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_admin_port: int = 9901
+    # Envoy's admin interface can stop the server: loopback unless told otherwise.
+    gateway_admin_host: str = "127.0.0.1"
     broker_port: int = 9092
     # Largest request body the gateway accepts (bytes); larger → 413.
     gateway_max_body_bytes: int = 1_048_576
@@ -145,6 +147,7 @@ class Settings:
             gateway_host=e.text("BATCHPLANE_GATEWAY_HOST", "127.0.0.1"),
             gateway_port=e.integer("BATCHPLANE_GATEWAY_PORT", 8080),
             gateway_admin_port=e.integer("BATCHPLANE_GATEWAY_ADMIN_PORT", 9901),
+            gateway_admin_host=e.text("BATCHPLANE_GATEWAY_ADMIN_HOST", "127.0.0.1"),
             broker_port=broker_port,
             gateway_max_body_bytes=e.integer("BATCHPLANE_GATEWAY_MAX_BODY_BYTES", 1_048_576),
             outbox_batch_size=e.integer("BATCHPLANE_OUTBOX_BATCH_SIZE", 2_000),

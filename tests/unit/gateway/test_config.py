@@ -7,14 +7,13 @@ from pathlib import Path
 
 from batchplane.core.settings import Settings
 from batchplane.gateway import config
-from batchplane.local.stack import envoy_binary
 
 
 def test_rendered_config_validates_with_envoy(tmp_path: Path) -> None:
     path = config.write(Settings(), tmp_path / "envoy.yaml")
 
     done = subprocess.run(
-        [envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+        [config.envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
         capture_output=True,
         text=True,
         timeout=60,
