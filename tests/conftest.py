@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,29 @@ async def broker() -> AsyncIterator[str]:
         yield servers
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def postgres_url() -> AsyncIterator[str]:
-    """A migrated, empty PostgreSQL database (SQLAlchemy URL) for the session."""
+@contextlib.asynccontextmanager
+async def _own_postgres_database() -> AsyncIterator[str]:
     plain = await postgres.create_database()
     url = postgres.sqlalchemy_url(plain)
     await upgrade_async(url)
-    yield url
-    await postgres.drop_database(plain)
+    try:
+        yield url
+    finally:
+        await postgres.drop_database(plain)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    """A migrated PostgreSQL database (SQLAlchemy URL) shared by the session's tests."""
+    async with _own_postgres_database() as url:
+        yield url
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_postgres_url() -> AsyncIterator[str]:
+    """A migrated PostgreSQL database for this test alone (no other outbox relay sees it)."""
+    async with _own_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -48,11 +64,23 @@ async def sites() -> AsyncIterator[SiteServer]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stack(
-    broker: str, postgres_url: str, sites: SiteServer, tmp_path_factory: pytest.TempPathFactory
+    broker: str, sites: SiteServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningStack]:
-    """`batchplane run` on PostgreSQL and the test broker, fetching the fixture sites."""
+    """`batchplane run` on its own PostgreSQL database and the test broker, fetching the
+    fixture sites."""
+    async with (
+        _own_postgres_database() as database_url,
+        _stack(broker, database_url, sites, tmp_path_factory) as running,
+    ):
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _stack(
+    broker: str, database_url: str, sites: SiteServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningStack]:
     env, ports = stack_env(
-        database_url=postgres_url,
+        database_url=database_url,
         bootstrap_servers=broker,
         state_dir=Path(tmp_path_factory.mktemp("stack")),
         site_port=sites.port,

@@ -68,11 +68,11 @@ async def _read_all(
 
 
 async def test_batch_flows_from_outbox_through_the_broker_to_terminal(
-    broker: str, postgres_url: str
+    broker: str, own_postgres_url: str
 ) -> None:
     kafka = _kafka(broker)
     await ensure_topics(kafka)
-    database = Database(postgres_url)
+    database = Database(own_postgres_url)
     producer = make_producer(kafka)
     await producer.start()
     try:
