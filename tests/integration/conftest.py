@@ -9,10 +9,13 @@ import pytest
 import pytest_asyncio
 
 from batchplane.core.clock import SystemClock
+from batchplane.core.plans import DEFAULT_PLANS
 from batchplane.db import billing, tenancy
 from batchplane.db.engine import Database
 from batchplane.db.migrate import upgrade_async
 from batchplane.intake.auth import Caller
+
+PRO = DEFAULT_PLANS["pro"]
 
 
 @pytest_asyncio.fixture(loop_scope="session", params=["sqlite", "postgres"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import func, select
-from tests.integration.conftest import balance, make_caller
+from tests.integration.conftest import PRO, balance, make_caller
 from tests.integration.test_pipeline import _intake
 
 from batchplane.core.errors import PaymentRequired
@@ -23,7 +23,7 @@ async def test_concurrent_batches_charge_exactly_what_the_balance_allows(postgre
         async def submit(i: int) -> bool:
             try:
                 await intake.submit(
-                    caller, LookupRequest([f"a{i}.com", f"b{i}.com"], False, 0, None)
+                    caller, PRO, LookupRequest([f"a{i}.com", f"b{i}.com"], False, 0, None)
                 )
             except PaymentRequired:
                 return False

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncSession
-from tests.integration.conftest import make_caller
+from tests.integration.conftest import PRO, make_caller
 
 from batchplane.bus.kafka import ensure_topics, make_producer
 from batchplane.bus.relay import OutboxRelay
@@ -79,7 +79,7 @@ async def test_batch_flows_from_outbox_through_the_broker_to_terminal(
         caller = await make_caller(database, credits=10)
         intake = LookupIntake(database, lookup=LookupSettings(), kafka=kafka, clock=SystemClock())
         batch = await intake.submit(
-            caller, LookupRequest(["a.com", "b.com", "c.com"], False, 0, None)
+            caller, PRO, LookupRequest(["a.com", "b.com", "c.com"], False, 0, None)
         )
         relay = OutboxRelay(database, producer)
         assert await relay.publish_once() == 4  # accepted event + 3 work items

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from tests.integration.conftest import balance, make_caller
+from tests.integration.conftest import PRO, balance, make_caller
 
 from batchplane.api.events.v1 import events_pb2
 from batchplane.api.work.v1 import work_pb2
@@ -72,7 +72,7 @@ async def test_accepting_a_batch_charges_meters_and_queues_in_one_transaction(
 ) -> None:
     caller = await make_caller(database, credits=10)
     batch = await _intake(database).submit(
-        caller, LookupRequest(["a.com", "A.com", "b.com", "not a domain"], False, 1000, None)
+        caller, PRO, LookupRequest(["a.com", "A.com", "b.com", "not a domain"], False, 1000, None)
     )
 
     assert batch.requested_count == 3
@@ -94,7 +94,9 @@ async def test_accepting_a_batch_charges_meters_and_queues_in_one_transaction(
 async def test_payment_required_stores_nothing(database: Database) -> None:
     caller = await make_caller(database, credits=1)
     with pytest.raises(PaymentRequired):
-        await _intake(database).submit(caller, LookupRequest(["a.com", "b.com"], False, 0, None))
+        await _intake(database).submit(
+            caller, PRO, LookupRequest(["a.com", "b.com"], False, 0, None)
+        )
     assert await balance(database, caller.org_id) == 1
     async with database.transaction() as session:
         count = await session.scalar(
@@ -106,7 +108,7 @@ async def test_payment_required_stores_nothing(database: Database) -> None:
 async def test_redelivered_items_are_recorded_and_refunded_exactly_once(database: Database) -> None:
     caller = await make_caller(database, credits=10)
     batch = await _intake(database).submit(
-        caller, LookupRequest(["a.com", "b.com", "c.com", "d.com"], False, 0, None)
+        caller, PRO, LookupRequest(["a.com", "b.com", "c.com", "d.com"], False, 0, None)
     )
     handler = FailOddItems()
     pipeline = ItemPipeline(database, [handler], kafka=KAFKA, clock=SystemClock())
@@ -141,7 +143,7 @@ async def test_redelivered_items_are_recorded_and_refunded_exactly_once(database
 async def test_concurrent_processors_never_double_count(database: Database) -> None:
     caller = await make_caller(database, credits=100)
     batch = await _intake(database).submit(
-        caller, LookupRequest([f"d{i}.com" for i in range(20)], False, 0, None)
+        caller, PRO, LookupRequest([f"d{i}.com" for i in range(20)], False, 0, None)
     )
     keys = [(batch.id, i) for i in range(20)]
     pipelines = [

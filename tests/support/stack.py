@@ -82,6 +82,8 @@ def stack_env(
         "BATCHPLANE_FETCH_HTTP_PORT": str(site_port),
         "BATCHPLANE_FETCH_HOST_OVERRIDES": ",".join(f"{h}=127.0.0.1" for h in site_hosts),
         "BATCHPLANE_FETCH_TIMEOUT_S": "5",
+        # Rate limits shared through the real Redis, as in production.
+        "REDIS_URL": os.environ.get("BATCHPLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
         **(extra or {}),
     }
     return env, ports

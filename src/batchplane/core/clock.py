@@ -19,9 +19,11 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """An aware datetime: SQLite gives naive ones back, and everything stored is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def rfc3339(moment: datetime) -> str:
     """Format as RFC 3339 with millisecond precision and a `Z` suffix."""
-    if moment.tzinfo is None:
-        # SQLite gives naive datetimes back; everything stored is UTC.
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return as_utc(moment).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

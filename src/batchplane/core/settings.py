@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchplane.core.plans import DEFAULT_PLANS, Plan, PlanConfigError, load_plans
+
 DEFAULT_STATE_DIR = "var"
 
 
@@ -81,6 +83,15 @@ class Settings:
     broker_port: int = 9092
     # Largest request body the gateway accepts (bytes); larger → 413.
     gateway_max_body_bytes: int = 1_048_576
+    # Shared rate limits across intake replicas; in-process limiter when unset.
+    redis_url: str | None = None
+    plans: Mapping[str, Plan] = field(default_factory=lambda: dict(DEFAULT_PLANS))
+    idempotency_ttl_s: int = 24 * 3600
+    # An in-flight key older than this belonged to a request that died.
+    idempotency_lease_s: int = 120
+    # Where intake reaches the processor's ItemExecutorService (sync batches).
+    processor_address: str = "127.0.0.1:50052"
+    sync_batch_timeout_s: float = 30.0
     outbox_batch_size: int = 2_000
     outbox_poll_interval_s: float = 0.2
     log_level: str = "INFO"
@@ -150,10 +161,27 @@ class Settings:
             gateway_admin_host=e.text("BATCHPLANE_GATEWAY_ADMIN_HOST", "127.0.0.1"),
             broker_port=broker_port,
             gateway_max_body_bytes=e.integer("BATCHPLANE_GATEWAY_MAX_BODY_BYTES", 1_048_576),
+            redis_url=e.text("REDIS_URL", "") or None,
+            plans=_plans(e.text("BATCHPLANE_PLANS_FILE", "")),
+            idempotency_ttl_s=e.integer("BATCHPLANE_IDEMPOTENCY_TTL_S", 24 * 3600),
+            idempotency_lease_s=e.integer("BATCHPLANE_IDEMPOTENCY_LEASE_S", 120),
+            processor_address=e.text(
+                "BATCHPLANE_PROCESSOR_ADDRESS",
+                f"{e.text('BATCHPLANE_PROCESSOR_HOST', '127.0.0.1')}:"
+                f"{e.integer('BATCHPLANE_PROCESSOR_PORT', 50052)}",
+            ),
+            sync_batch_timeout_s=e.number("BATCHPLANE_SYNC_BATCH_TIMEOUT_S", 30.0),
             outbox_batch_size=e.integer("BATCHPLANE_OUTBOX_BATCH_SIZE", 2_000),
             outbox_poll_interval_s=e.number("BATCHPLANE_OUTBOX_POLL_INTERVAL_S", 0.2),
             log_level=e.text("BATCHPLANE_LOG_LEVEL", "INFO"),
         )
+
+
+def _plans(path: str) -> dict[str, Plan]:
+    try:
+        return load_plans(Path(path) if path else None)
+    except PlanConfigError as error:
+        raise SettingsError(str(error)) from error
 
 
 @dataclass(frozen=True)

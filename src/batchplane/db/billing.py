@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from batchplane.db.dialect import increment
+from batchplane.db.dialect import increment, increment_within
 from batchplane.db.models import CreditEntry, Organization, UsageMonthly, table
 
 TOPUP = "topup"
@@ -127,6 +127,21 @@ async def meter(session: AsyncSession, *, org_id: str, units: int, now: datetime
         column="units",
         amount=units,
     )
+
+
+async def meter_within_quota(
+    session: AsyncSession, *, org_id: str, units: int, quota: int, now: datetime
+) -> bool:
+    """Add usage units unless the month's total would pass `quota`; False when refused."""
+    total = await increment_within(
+        session,
+        table(UsageMonthly),
+        key={"org_id": org_id, "month": month_of(now)},
+        column="units",
+        amount=units,
+        ceiling=quota,
+    )
+    return total is not None
 
 
 async def usage(session: AsyncSession, *, org_id: str, month: str) -> int:

@@ -54,3 +54,35 @@ async def increment(
         index_elements=list(key), set_={column: table.c[column] + stmt.excluded[column]}
     )
     await session.execute(stmt)
+
+
+async def insert_if_absent(session: AsyncSession, table: Table, row: dict[str, Any]) -> bool:
+    """INSERT one row unless its key exists; True when this call inserted it."""
+    stmt = _insert(session, table).values(**row).on_conflict_do_nothing()
+    result = await session.execute(stmt.returning(*table.primary_key.columns))
+    return result.first() is not None
+
+
+async def increment_within(
+    session: AsyncSession,
+    table: Table,
+    *,
+    key: dict[str, Any],
+    column: str,
+    amount: int,
+    ceiling: int,
+) -> int | None:
+    """Add `amount` to `column` unless the result would pass `ceiling`.
+
+    Returns the new value, or None when refused. One statement, so concurrent
+    callers can never pass the ceiling together.
+    """
+    if amount > ceiling:
+        return None
+    stmt = _insert(session, table).values(**key, **{column: amount})
+    total = table.c[column] + stmt.excluded[column]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key), set_={column: total}, where=total <= ceiling
+    ).returning(table.c[column])
+    value = (await session.execute(stmt)).scalar_one_or_none()
+    return None if value is None else int(value)

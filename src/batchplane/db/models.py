@@ -15,8 +15,10 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -188,3 +190,58 @@ class OutboxMessage(Base):
     key: Mapped[bytes] = mapped_column(LargeBinary)
     value: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key and the response it produced (24 h by default)."""
+
+    __tablename__ = "idempotency_keys"
+
+    org_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # "in_flight" while the first request runs, then "completed".
+    state: Mapped[str] = mapped_column(String(20))
+    response: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class Signal(Base):
+    """A change detected about a domain: technology added/removed, radar detections.
+
+    `org_id` is None for platform-wide facts (a public site's technologies) and set
+    for what an organisation's own radars found.
+    """
+
+    __tablename__ = "signals"
+    __table_args__ = (Index("ix_signals_domain_detected_at", "domain", "detected_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    domain: Mapped[str] = mapped_column(String(253))
+    org_id: Mapped[str | None] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(60))
+    data: Mapped[dict[str, Any]] = mapped_column(Json)
+    detected_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Enrichment(Base):
+    """One enrichment of one field of one entity for an organisation (seed 002's object)."""
+
+    __tablename__ = "enrichments"
+    __table_args__ = (Index("ix_enrichments_org_entity_field", "org_id", "entity_id", "field"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[str] = mapped_column(String(36))
+    entity_type: Mapped[str] = mapped_column(String(20))
+    field: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    data_found: Mapped[bool | None] = mapped_column(Boolean)
+    data: Mapped[Any] = mapped_column(Json, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(40))
+    global_enrichment_id: Mapped[str | None] = mapped_column(String(60))
+    credit_transaction_id: Mapped[str | None] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)

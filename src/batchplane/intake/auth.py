@@ -22,15 +22,16 @@ Metadata = Iterable[tuple[str, str | bytes]]
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling, for which organisation, with which scopes."""
+    """Who is calling, for which organisation, with which scopes, on which plan."""
 
     user_id: str
     org_id: str
     token_id: str
     scopes: frozenset[str]
+    plan: str = "free"
 
 
-def _metadata_value(metadata: Metadata, key: str) -> str | None:
+def metadata_value(metadata: Metadata, key: str) -> str | None:
     for name, value in metadata:
         if name == key:
             return value.decode() if isinstance(value, bytes) else value
@@ -39,12 +40,12 @@ def _metadata_value(metadata: Metadata, key: str) -> str | None:
 
 def token_from_metadata(metadata: Metadata) -> str | None:
     """The presented token, or None when absent or malformed."""
-    authorization = _metadata_value(metadata, "authorization")
+    authorization = metadata_value(metadata, "authorization")
     if authorization is not None:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         return token if scheme.lower() == "bearer" and token and " " not in token else None
-    api_key = _metadata_value(metadata, "x-api-key")
+    api_key = metadata_value(metadata, "x-api-key")
     return api_key.strip() or None if api_key is not None else None
 
 
@@ -54,7 +55,8 @@ class Authenticator:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def authenticate(self, metadata: Metadata, *, scope: str) -> Caller:
+    async def authenticate(self, metadata: Metadata) -> Caller:
+        """The caller behind the metadata's token; raises 401, or 400/403 for the org."""
         secret = token_from_metadata(metadata)
         if secret is None:
             raise Unauthenticated("missing or malformed API token")
@@ -65,16 +67,21 @@ class Authenticator:
             org_id = token.org_id
             if org_id is None:
                 org_id = await self._organization_from_header(session, metadata, token.user_id)
-        if scope not in token.scopes:
-            raise PermissionDenied(f"this token lacks the {scope} scope", extra={"scope": scope})
+            org = await tenancy.get_organization(session, org_id=org_id)
+            if org is None:
+                raise Unauthenticated("the token's organization no longer exists")
         return Caller(
-            user_id=token.user_id, org_id=org_id, token_id=token.token_id, scopes=token.scopes
+            user_id=token.user_id,
+            org_id=org_id,
+            token_id=token.token_id,
+            scopes=token.scopes,
+            plan=org.plan,
         )
 
     async def _organization_from_header(
         self, session: AsyncSession, metadata: Metadata, user_id: str
     ) -> str:
-        org_id = (_metadata_value(metadata, "x-organization-id") or "").strip()
+        org_id = (metadata_value(metadata, "x-organization-id") or "").strip()
         if not org_id:
             raise MissingOrganization("Organization ID is missing")
         if not await tenancy.is_member(session, user_id=user_id, org_id=org_id):

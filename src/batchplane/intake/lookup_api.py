@@ -16,7 +16,9 @@ from batchplane.core.settings import LookupSettings
 from batchplane.db import batches, lookups
 from batchplane.db.engine import Database
 from batchplane.db.models import Batch, BatchItem
-from batchplane.intake.auth import Authenticator
+from batchplane.intake.auth import Metadata
+from batchplane.intake.guard import Admitted, Guard
+from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
 from batchplane.intake.json_body import string_array
 from batchplane.intake.lookups import FAMILY, LookupIntake, LookupRequest, parse_lookup_json
 from batchplane.intake.wire_errors import send_http_status
@@ -35,40 +37,60 @@ class BulkLookupApi(lookup_pb2_grpc.BulkLookupServiceServicer):
     def __init__(
         self,
         database: Database,
-        authenticator: Authenticator,
+        guard: Guard,
+        gate: IdempotencyGate,
         intake: LookupIntake,
         settings: LookupSettings,
     ) -> None:
         self._database = database
-        self._auth = authenticator
+        self._guard = guard
+        self._gate = gate
         self._intake = intake
         self._settings = settings
 
     async def CreateBulkLookup(
         self, request: lookup_pb2.CreateBulkLookupRequest, context: Context
     ) -> lookup_pb2.BulkLookupBatch:
-        caller = await self._auth.authenticate(
-            context.invocation_metadata() or (), scope=LOOKUP_WRITE
+        admitted = await self._guard.admit(_metadata(context), scope=LOOKUP_WRITE, bulk=True)
+        http_body = request.http_body.data if request.HasField("http_body") else None
+        return await self._gate.run(
+            context,
+            admitted,
+            fingerprint=request_fingerprint("bulk-lookup", request, http_body),
+            response_type=lookup_pb2.BulkLookupBatch,
+            produce=lambda: self._create(admitted, request, http_body),
         )
-        if request.HasField("http_body"):
-            lookup = parse_lookup_json(request.http_body.data, self._settings)
+
+    async def _create(
+        self,
+        admitted: Admitted,
+        request: lookup_pb2.CreateBulkLookupRequest,
+        http_body: bytes | None,
+    ) -> Reply[lookup_pb2.BulkLookupBatch]:
+        cap = min(admitted.plan.max_batch_size, self._settings.max_domains)
+        if http_body is not None:
+            lookup = parse_lookup_json(http_body, self._settings, max_domains=cap)
         else:
-            lookup = self._from_typed(request)
-        batch = await self._intake.submit(caller, lookup)
-        await send_http_status(context, 202, {"location": batch_path(batch.id)})
-        return lookup_pb2.BulkLookupBatch(**_batch_fields(batch))
+            lookup = self._from_typed(request, cap)
+        batch = await self._intake.submit(admitted.caller, admitted.plan, lookup)
+        return Reply(
+            lookup_pb2.BulkLookupBatch(**_batch_fields(batch)),
+            status=202,
+            headers={"location": batch_path(batch.id)},
+        )
 
     async def GetBulkLookup(
         self, request: lookup_pb2.GetBulkLookupRequest, context: Context
     ) -> lookup_pb2.BulkLookupBatchWithResults:
-        caller = await self._auth.authenticate(
-            context.invocation_metadata() or (), scope=LOOKUP_WRITE
-        )
+        admitted = await self._guard.admit(_metadata(context), scope=LOOKUP_WRITE)
         async with self._database.transaction() as session:
-            batch = await batches.get_batch(session, batch_id=request.id, org_id=caller.org_id)
+            batch = await batches.get_batch(
+                session, batch_id=request.id, org_id=admitted.caller.org_id
+            )
             if batch is None or batch.family != FAMILY:
                 raise NotFound(f"bulk lookup {request.id} not found")
             items = await batches.list_items(session, batch_id=batch.id)
+        await send_http_status(context, 200, admitted.headers)
         return lookup_pb2.BulkLookupBatchWithResults(
             **_batch_fields(batch), results=[_item_result(item) for item in items]
         )
@@ -76,34 +98,36 @@ class BulkLookupApi(lookup_pb2_grpc.BulkLookupServiceServicer):
     async def GetList(
         self, request: lookup_pb2.GetListRequest, context: Context
     ) -> lookup_pb2.DomainList:
-        caller = await self._auth.authenticate(
-            context.invocation_metadata() or (), scope=LOOKUP_WRITE
-        )
+        admitted = await self._guard.admit(_metadata(context), scope=LOOKUP_WRITE)
+        org_id = admitted.caller.org_id
         async with self._database.transaction() as session:
-            if not await lookups.list_exists(
-                session, org_id=caller.org_id, list_id=request.list_id
-            ):
+            if not await lookups.list_exists(session, org_id=org_id, list_id=request.list_id):
                 raise NotFound(f"list {request.list_id} not found")
-            domains = await lookups.list_domains(
-                session, org_id=caller.org_id, list_id=request.list_id
-            )
+            domains = await lookups.list_domains(session, org_id=org_id, list_id=request.list_id)
             stored = await lookups.latest(session, domains=domains)
+        await send_http_status(context, 200, admitted.headers)
         return lookup_pb2.DomainList(
             list_id=request.list_id,
             domains=[_list_entry(domain, stored.get(domain)) for domain in domains],
         )
 
-    def _from_typed(self, request: lookup_pb2.CreateBulkLookupRequest) -> LookupRequest:
+    def _from_typed(self, request: lookup_pb2.CreateBulkLookupRequest, cap: int) -> LookupRequest:
         """gRPC callers send typed fields; validate them like the JSON body."""
         body: dict[str, Any] = {"domains": list(request.domains)}
         return LookupRequest(
-            domains=string_array(body, "domains", max_items=self._settings.max_domains),
+            domains=string_array(body, "domains", max_items=cap),
             recompute=request.recompute,
-            max_age_ms=request.max_age
-            if request.HasField("max_age")
-            else self._settings.default_max_age_ms,
+            max_age_ms=(
+                request.max_age
+                if request.HasField("max_age")
+                else self._settings.default_max_age_ms
+            ),
             list_id=request.list_id if request.HasField("list_id") else None,
         )
+
+
+def _metadata(context: Context) -> Metadata:
+    return context.invocation_metadata() or ()
 
 
 def _timestamp_or_null(moment: datetime | None) -> struct_pb2.Value:

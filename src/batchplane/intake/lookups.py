@@ -9,6 +9,7 @@ from batchplane.api.events.v1 import events_pb2
 from batchplane.bus.records import event_record, work_records
 from batchplane.core.clock import Clock
 from batchplane.core.errors import PaymentRequired
+from batchplane.core.plans import Plan
 from batchplane.core.settings import KafkaSettings, LookupSettings
 from batchplane.db import batches, billing, lookups, outbox
 from batchplane.db.engine import Database
@@ -22,6 +23,7 @@ from batchplane.intake.json_body import (
     reject_unknown,
     string_array,
 )
+from batchplane.intake.metering import meter_or_refuse
 from batchplane.lookup.domains import InvalidDomain, normalise_domain
 
 FAMILY = "lookup"
@@ -38,12 +40,17 @@ class LookupRequest:
     list_id: int | None
 
 
-def parse_lookup_json(raw: bytes, settings: LookupSettings) -> LookupRequest:
-    """Read the seed's JSON body strictly (unknown fields and wrong types are 4xx)."""
+def parse_lookup_json(
+    raw: bytes, settings: LookupSettings, *, max_domains: int | None = None
+) -> LookupRequest:
+    """Read the seed's JSON body strictly (unknown fields and wrong types are 4xx).
+
+    `max_domains` is the effective cap: the smaller of the plan's and the route's.
+    """
     body = parse_object(raw)
     reject_unknown(body, _FIELDS)
     return LookupRequest(
-        domains=string_array(body, "domains", max_items=settings.max_domains),
+        domains=string_array(body, "domains", max_items=max_domains or settings.max_domains),
         recompute=optional_bool(body, "recompute", False),
         max_age_ms=_max_age(optional_int(body, "max_age", minimum=0, maximum=2**53), settings),
         list_id=optional_int(body, "list_id", minimum=1, maximum=INT32_MAX),
@@ -99,8 +106,12 @@ class LookupIntake:
         self._clock = clock
         self._on_commit = on_commit
 
-    async def submit(self, caller: Caller, request: LookupRequest) -> Batch:
-        """Charge, store and queue a batch; raises PaymentRequired (nothing stored)."""
+    async def submit(self, caller: Caller, plan: Plan, request: LookupRequest) -> Batch:
+        """Meter, charge, store and queue a batch in one transaction.
+
+        Raises RateLimited (`quota_exceeded`) or PaymentRequired, and then
+        nothing is stored, metered or charged.
+        """
         planned = plan_items(request.domains, self._lookup.extra_suffixes)
         unit = self._lookup.credits_per_domain
         cost = unit * len(planned.inputs)
@@ -129,13 +140,13 @@ class LookupIntake:
                 now=now,
                 note=f"bulk lookup of {len(planned.inputs)} domains",
             )
+            await meter_or_refuse(session, caller.org_id, plan, len(planned.inputs), now)
             if paid is None:
                 # Raising rolls the whole transaction back: no batch, no charge.
                 raise PaymentRequired(
                     f"insufficient credits: this batch costs {cost} credits",
                     extra={"required_credits": cost},
                 )
-            await billing.meter(session, org_id=caller.org_id, units=len(planned.inputs), now=now)
             if request.list_id is not None:
                 await lookups.add_to_list(
                     session,

@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from batchplane.api.framework.v1 import framework_pb2, framework_pb2_grpc
 from batchplane.api.lookup.v1 import lookup_pb2, lookup_pb2_grpc
+from batchplane.api.processor.v1 import executor_pb2_grpc
 from batchplane.bus.publisher import OutboxPublisher
 from batchplane.core.clock import Clock, SystemClock
+from batchplane.core.errors import Unavailable
 from batchplane.core.settings import Settings
 from batchplane.db.engine import Database
 from batchplane.intake.auth import Authenticator
+from batchplane.intake.framework_api import BatchFrameworkApi
+from batchplane.intake.guard import Guard
+from batchplane.intake.idempotency import IdempotencyGate
 from batchplane.intake.lookup_api import BulkLookupApi
 from batchplane.intake.lookups import LookupIntake
+from batchplane.intake.ratelimit import make_rate_limiter
 from batchplane.intake.wire_errors import ErrorInterceptor
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (lookup_pb2.DESCRIPTOR.services_by_name["BulkLookupService"].full_name,)
+SERVICE_NAMES = (
+    lookup_pb2.DESCRIPTOR.services_by_name["BulkLookupService"].full_name,
+    framework_pb2.DESCRIPTOR.services_by_name["BatchFrameworkService"].full_name,
+)
+PURGE_INTERVAL_S = 600
 
 
 class IntakeService:
@@ -35,7 +48,15 @@ class IntakeService:
         self.server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         self.port = 0
         clock = clock or SystemClock()
-        authenticator = Authenticator(self.database)
+        self.limiter = make_rate_limiter(settings.redis_url)
+        guard = Guard(Authenticator(self.database), self.limiter, settings.plans)
+        self.gate = IdempotencyGate(
+            self.database,
+            clock=clock,
+            ttl=timedelta(seconds=settings.idempotency_ttl_s),
+            lease=timedelta(seconds=settings.idempotency_lease_s),
+        )
+        self.processor_channel = grpc.aio.insecure_channel(settings.processor_address)
         lookup_intake = LookupIntake(
             self.database,
             lookup=settings.lookup,
@@ -44,9 +65,21 @@ class IntakeService:
             on_commit=self.publisher.relay.wake,
         )
         lookup_pb2_grpc.add_BulkLookupServiceServicer_to_server(
-            BulkLookupApi(self.database, authenticator, lookup_intake, settings.lookup),
+            BulkLookupApi(self.database, guard, self.gate, lookup_intake, settings.lookup),
             self.server,
         )
+        framework_pb2_grpc.add_BatchFrameworkServiceServicer_to_server(
+            BatchFrameworkApi(
+                self.database,
+                guard,
+                self.gate,
+                executor_pb2_grpc.ItemExecutorServiceStub(self.processor_channel),
+                clock=clock,
+                timeout_s=settings.sync_batch_timeout_s,
+            ),
+            self.server,
+        )
+        self._purge_task: asyncio.Task[None] | None = None
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
@@ -58,6 +91,7 @@ class IntakeService:
         self.port = self.server.add_insecure_port(address)
         await self.server.start()
         self.publisher.start()
+        self._purge_task = asyncio.create_task(self._purge_idempotency_keys(), name="purge")
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("intake serving on %s:%d", self.settings.intake_host, self.port)
@@ -67,8 +101,25 @@ class IntakeService:
         """Stop taking calls, finish those in flight, flush the outbox."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge_task
         await self.publisher.stop()
+        await self.processor_channel.close()
+        await self.limiter.aclose()
         await self.database.dispose()
+
+    async def _purge_idempotency_keys(self) -> None:
+        """Delete expired idempotency keys now and then (expired ones are free anyway)."""
+        while True:
+            try:
+                purged = await self.gate.purge_expired()
+                if purged:
+                    log.info("purged %d expired idempotency keys", purged)
+            except Unavailable as error:
+                log.warning("idempotency purge skipped: %s", error)
+            await asyncio.sleep(PURGE_INTERVAL_S)
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:

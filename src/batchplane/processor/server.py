@@ -1,4 +1,5 @@
-"""The processor service: consumes work, runs items, emits events; gRPC health."""
+"""The processor service: consumes work, runs items, emits events; executes synchronous
+batches for intake over gRPC; gRPC health."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from batchplane.api.processor.v1 import executor_pb2_grpc
 from batchplane.bus.publisher import OutboxPublisher
 from batchplane.core.clock import Clock, SystemClock
 from batchplane.core.settings import Settings
@@ -18,6 +20,8 @@ from batchplane.lookup.fingerprints import FingerprintDatabase
 from batchplane.processor.consumer import WorkConsumer
 from batchplane.processor.handlers.lookup import LookupHandler
 from batchplane.processor.pipeline import ItemPipeline
+from batchplane.processor.sync.executor import ItemExecutor
+from batchplane.processor.sync.families import EnrichmentFamily, IntelligenceFamily, SignalsFamily
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,17 @@ class ProcessorService:
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        suffixes = settings.lookup.extra_suffixes
+        executor_pb2_grpc.add_ItemExecutorServiceServicer_to_server(
+            ItemExecutor(
+                [
+                    IntelligenceFamily(self.database, suffixes),
+                    SignalsFamily(self.database, suffixes),
+                    EnrichmentFamily(self.database),
+                ]
+            ),
+            self.server,
+        )
         self._consume_task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:

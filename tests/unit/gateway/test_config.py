@@ -39,4 +39,7 @@ def test_every_public_service_is_transcoded() -> None:
         "envoy.filters.http.grpc_json_transcoder"
     )
     transcoder = manager["http_filters"][names.index("envoy.filters.http.grpc_json_transcoder")]
-    assert transcoder["typed_config"]["services"] == ["batchplane.api.lookup.v1.BulkLookupService"]
+    assert transcoder["typed_config"]["services"] == [
+        "batchplane.api.lookup.v1.BulkLookupService",
+        "batchplane.api.framework.v1.BatchFrameworkService",
+    ]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from batchplane.core.clock import Clock, rfc3339
-from batchplane.db import lookups
+from batchplane.core.clock import Clock, as_utc, rfc3339
+from batchplane.db import lookups, signals
 from batchplane.db.batches import Outcome, PendingItem
 from batchplane.db.engine import Database
 from batchplane.lookup.domains import InvalidDomain, normalise_domain
@@ -85,6 +85,14 @@ class LookupHandler:
                     technologies=result["technologies"],
                     looked_up_at=datetime.fromisoformat(result["looked_up_at"]),
                 )
+        previous = await lookups.latest(session, domains=list(fresh))
+        changes = [
+            signal
+            for domain, new in fresh.items()
+            if domain in previous
+            for signal in technology_changes(previous[domain], new)
+        ]
+        await signals.record(session, signals=changes)
         await lookups.store(session, results=list(fresh.values()))
 
     async def _fresh_results(
@@ -100,7 +108,7 @@ class LookupHandler:
         for item in reusable:
             found = stored.get(domains[item.key])
             max_age = timedelta(milliseconds=int(item.params.get("max_age_ms", 0)))
-            if found is not None and now - _aware(found.looked_up_at) <= max_age:
+            if found is not None and now - as_utc(found.looked_up_at) <= max_age:
                 hits[item.key] = found
         return hits
 
@@ -126,9 +134,28 @@ class LookupHandler:
         }
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything stored is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def technology_changes(
+    before: lookups.StoredLookup, after: lookups.StoredLookup
+) -> list[signals.SignalRecord]:
+    """Signals for technologies that appeared or disappeared between two lookups."""
+    old = {t["name"]: t for t in before.technologies}
+    new = {t["name"]: t for t in after.technologies}
+
+    def signal(kind: str, technology: dict[str, Any]) -> signals.SignalRecord:
+        data = {
+            "technology": technology["name"],
+            "categories": technology.get("categories", []),
+            "version": technology.get("version"),
+        }
+        return signals.SignalRecord(after.domain, kind, data, after.looked_up_at)
+
+    added = [
+        signal(signals.TECHNOLOGY_ADDED, new[name]) for name in sorted(new.keys() - old.keys())
+    ]
+    removed = [
+        signal(signals.TECHNOLOGY_REMOVED, old[name]) for name in sorted(old.keys() - new.keys())
+    ]
+    return added + removed
 
 
 def _cached_outcome(item: PendingItem, stored: lookups.StoredLookup) -> Outcome:
