@@ -19,12 +19,14 @@ PRO = DEFAULT_PLANS["pro"]
 
 
 @pytest_asyncio.fixture(loop_scope="session", params=["sqlite", "postgres"])
-async def database(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[Database]:
+async def database(
+    request: pytest.FixtureRequest, sqlite_url: str, postgres_url: str
+) -> AsyncIterator[Database]:
     if request.param == "sqlite":
         await upgrade_async(sqlite_url)
         url = sqlite_url
     else:
-        url = request.getfixturevalue("postgres_url")
+        url = postgres_url
     db = Database(url)
     yield db
     await db.dispose()

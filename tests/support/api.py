@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -15,9 +16,13 @@ def bearer(token: str) -> dict[str, str]:
 
 async def post_json(
     http: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str]
-) -> tuple[int, dict[str, str], Any]:
+) -> tuple[int, CIMultiDict[str], Any]:
     async with http.post(url, json=body, headers=headers) as response:
-        return response.status, dict(response.headers), await response.json(content_type=None)
+        return (
+            response.status,
+            CIMultiDict(response.headers),
+            await response.json(content_type=None),
+        )
 
 
 async def get_json(
@@ -40,3 +45,11 @@ async def poll_lookup(
         if body["status"] == "finished" or time.monotonic() > deadline:
             return dict(body)
         await asyncio.sleep(0.1)
+
+
+async def post_raw(
+    http: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str]
+) -> tuple[int, CIMultiDict[str], bytes]:
+    """POST JSON and keep the exact response bytes (for byte-equal comparisons)."""
+    async with http.post(url, json=body, headers=headers) as response:
+        return response.status, CIMultiDict(response.headers), await response.read()

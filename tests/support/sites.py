@@ -52,6 +52,8 @@ def default_sites() -> dict[str, Site]:
         ),
         "plain.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
         "www.wp.test": Site(WORDPRESS_PAGE, {"Server": "nginx/1.24.0"}),
+        # Tests change this one between lookups to produce technology signals.
+        "changing.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
     }
 
 

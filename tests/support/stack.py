@@ -16,9 +16,29 @@ from typing import Any
 
 import aiohttp
 
+from batchplane.core.plans import DEFAULT_PLANS
 from tests.support.broker import free_port
 
 BIN = Path(sys.executable).parent
+
+# The contract's default plans, plus a tiny one whose monthly quota a test can exhaust.
+TEST_PLANS = {
+    **{
+        plan.name: {
+            "max_batch_size": plan.max_batch_size,
+            "requests_per_minute": plan.requests_per_minute,
+            "bulk_submissions_per_minute": plan.bulk_submissions_per_minute,
+            "monthly_units": plan.monthly_units,
+        }
+        for plan in DEFAULT_PLANS.values()
+    },
+    "tiny": {
+        "max_batch_size": 10,
+        "requests_per_minute": 600,
+        "bulk_submissions_per_minute": 600,
+        "monthly_units": 5,
+    },
+}
 
 
 @dataclass
@@ -59,6 +79,9 @@ def stack_env(
     extra: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[str, int]]:
     ports = {name: free_port() for name in ("gateway", "admin", "intake", "processor", "https")}
+    plans_file = state_dir / "plans.json"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    plans_file.write_text(json.dumps(TEST_PLANS))
     suffix = os.urandom(4).hex()
     env = {
         **os.environ,
@@ -82,6 +105,7 @@ def stack_env(
         "BATCHPLANE_FETCH_HTTP_PORT": str(site_port),
         "BATCHPLANE_FETCH_HOST_OVERRIDES": ",".join(f"{h}=127.0.0.1" for h in site_hosts),
         "BATCHPLANE_FETCH_TIMEOUT_S": "5",
+        "BATCHPLANE_PLANS_FILE": str(plans_file),
         # Rate limits shared through the real Redis, as in production.
         "REDIS_URL": os.environ.get("BATCHPLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
         **(extra or {}),

@@ -24,7 +24,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = admin.add_subparsers(dest="admin_command", required=True)
     org = sub.add_parser("create-org", help="create an organisation, its owner and a token")
     org.add_argument("--name", required=True)
-    org.add_argument("--plan", default="free", choices=sorted(DEFAULT_PLANS))
+    org.add_argument("--plan", default="free", help=f"one of {', '.join(DEFAULT_PLANS)} by default")
     org.add_argument("--credits", type=int, default=0)
     org.add_argument("--scopes", default=",".join(ALL_SCOPES), help="comma separated")
     token = sub.add_parser("create-token", help="issue a token for an organisation")
@@ -66,7 +66,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 database, args.org, _scopes(args.scopes), bound=not args.unbound
             )
         if command == "show-org":
-            return await show_org(database, args.org_id)
+            return await show_org(database, args.org_id, settings)
         if command == "add-credits":
             return await add_credits(database, args.org_id, args.amount)
         raise AdminError(f"unknown command {command}")
@@ -128,7 +128,7 @@ async def create_token(
     }
 
 
-async def show_org(database: Database, org_id: str) -> dict[str, Any]:
+async def show_org(database: Database, org_id: str, settings: Settings) -> dict[str, Any]:
     now = SystemClock().now()
     async with database.transaction() as session:
         org = await tenancy.get_organization(session, org_id=org_id)
@@ -137,7 +137,7 @@ async def show_org(database: Database, org_id: str) -> dict[str, Any]:
         month = billing.month_of(now)
         units = await billing.usage(session, org_id=org_id, month=month)
         lines = await billing.ledger(session, org_id=org_id, limit=20)
-    plan = DEFAULT_PLANS.get(org.plan)
+    plan = settings.plans.get(org.plan)
     return {
         "org_id": org.id,
         "name": org.name,
