@@ -409,12 +409,11 @@ async def test_concurrent_batches_never_overdraw_the_balance(
 ) -> None:
     org = _org(stack, "enterprise", credits=30)
     url = f"{stack.base_url}{LOOKUP}"
+    # A domain that is looked up successfully: no refund can pay for a later batch.
+    body = {"domains": ["plain.test"]}
 
     answers = await asyncio.gather(
-        *(
-            post_json(http, url, {"domains": [f"n{i}.test"]}, bearer(org["token"]))
-            for i in range(100)
-        )
+        *(post_json(http, url, body, bearer(org["token"])) for _ in range(100))
     )
 
     statuses = [status for status, _, _ in answers]
@@ -422,6 +421,6 @@ async def test_concurrent_batches_never_overdraw_the_balance(
     assert statuses.count(402) == 70
     shown = stack.cli("admin", "show-org", org["org_id"])
     assert shown["usage"]["units"] == 30
-    assert shown["credit_balance"] >= 0
+    assert shown["credit_balance"] == 0
     charges = [line for line in shown["ledger"] if line["kind"] == "charge"]
     assert min(line["balance_after"] for line in charges) >= 0
