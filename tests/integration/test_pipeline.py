@@ -129,15 +129,15 @@ async def test_redelivered_items_are_recorded_and_refunded_exactly_once(database
     assert stored.started_at is not None
     assert stored.finished_at is not None
     assert await balance(database, caller.org_id) == 10 - 4 + 2
-    kinds = [
-        events_pb2.Event.FromString(v).WhichOneof("kind")
-        for t, v in await _outbox(database, batch.id)
-        if t == "e"
-    ]
+    events = [(t, v) for t, v in await _outbox(database, batch.id) if t == "e"]
+    kinds = [events_pb2.Event.FromString(v).WhichOneof("kind") for t, v in events if t == "e"]
     assert kinds.count("item_completed") == 4
     assert kinds.count("batch_started") == 1
     assert kinds.count("batch_finished") == 1
     assert kinds[-1] == "batch_finished"
+    finished = events_pb2.Event.FromString(events[-1][1]).batch_finished
+    assert finished.credits_refunded == 2
+    assert (finished.progress.succeeded, finished.progress.failed) == (2, 2)
 
 
 async def test_concurrent_processors_never_double_count(database: Database) -> None:

@@ -83,9 +83,14 @@ async def local_tansu(port: int | None = None) -> AsyncIterator[str]:
         await wait_until_ready("127.0.0.1", port)
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            await asyncio.to_thread(process.wait, 5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        await stop_process(process, timeout_s=5)
+
+
+async def stop_process(process: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it is still running after `timeout_s`."""
+    process.terminate()
+    try:
+        await asyncio.to_thread(process.wait, timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from batchplane.core.plans import DEFAULT_PLANS
-from tests.support.broker import free_port
+from tests.support.broker import free_port, stop_process
 
 BIN = Path(sys.executable).parent
 
@@ -141,10 +141,5 @@ async def running_stack(env: dict[str, str], ports: dict[str, int]) -> AsyncIter
         await wait_healthy(base_url, process, timeout_s=90)
         yield stack
     finally:
-        process.terminate()
-        try:
-            await asyncio.to_thread(process.wait, 20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        await stop_process(process, timeout_s=20)
         output.close()

@@ -7,7 +7,7 @@ import contextlib
 
 from batchplane.bus.kafka import ensure_topics, make_producer
 from batchplane.bus.relay import OutboxRelay
-from batchplane.core.runtime import retry_forever
+from batchplane.core.runtime import cancel_and_wait, retry_forever
 from batchplane.core.settings import Settings
 from batchplane.db.engine import Database
 
@@ -41,10 +41,7 @@ class OutboxPublisher:
 
     async def stop(self) -> None:
         """Publish what is committed (if the broker is there), then stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self.connected.is_set():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.relay.publish_once(), timeout=5)

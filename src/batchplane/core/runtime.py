@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +49,12 @@ async def retry_forever(
             log.warning("%s failed (%s); retrying in %.1fs", what, exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait until it has finished unwinding."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

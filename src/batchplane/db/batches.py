@@ -65,6 +65,7 @@ class BatchProgressUpdate:
     succeeded: int
     failed: int
     refund: int
+    credits_refunded: int
     finished: bool
 
 
@@ -253,6 +254,7 @@ async def _advance_batch(
                 Batch.processed_count,
                 Batch.success_count,
                 Batch.error_count,
+                Batch.credits_refunded,
             )
         )
     ).one()
@@ -272,5 +274,6 @@ async def _advance_batch(
         succeeded=row.success_count,
         failed=row.error_count,
         refund=refund,
+        credits_refunded=row.credits_refunded,
         finished=finished,
     )

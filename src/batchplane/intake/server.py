@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -17,6 +16,7 @@ from batchplane.api.processor.v1 import executor_pb2_grpc
 from batchplane.bus.publisher import OutboxPublisher
 from batchplane.core.clock import Clock, SystemClock
 from batchplane.core.errors import Unavailable
+from batchplane.core.runtime import cancel_and_wait
 from batchplane.core.settings import Settings
 from batchplane.db.engine import Database
 from batchplane.intake.auth import Authenticator
@@ -101,10 +101,7 @@ class IntakeService:
         """Stop taking calls, finish those in flight, flush the outbox."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
-        if self._purge_task is not None:
-            self._purge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purge_task
+        await cancel_and_wait(self._purge_task)
         await self.publisher.stop()
         await self.processor_channel.close()
         await self.limiter.aclose()

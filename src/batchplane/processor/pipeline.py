@@ -17,7 +17,7 @@ import orjson
 
 from batchplane.api.common.v1 import batch_pb2
 from batchplane.api.events.v1 import events_pb2
-from batchplane.bus.records import event_record
+from batchplane.bus.records import EventKind, event_record
 from batchplane.core.clock import Clock
 from batchplane.core.settings import KafkaSettings
 from batchplane.db import batches, billing, outbox
@@ -138,33 +138,34 @@ class ItemPipeline:
     ) -> outbox.Record:
         completed = events_pb2.ItemCompleted(
             item_index=outcome.item_index,
-            status=batch_pb2.ITEM_STATUS_SUCCEEDED
-            if outcome.succeeded
-            else batch_pb2.ITEM_STATUS_FAILED,
+            status=(
+                batch_pb2.ITEM_STATUS_SUCCEEDED
+                if outcome.succeeded
+                else batch_pb2.ITEM_STATUS_FAILED
+            ),
             error_code=outcome.error_code or "",
             result_json=orjson.dumps(outcome.result).decode() if outcome.result else "",
         )
-        return event_record(
-            self._events_topic,
-            completed,
-            org_id=batch.org_id,
-            batch_id=batch.batch_id,
-            family=batch.family,
-            now=now,
-        )
+        return self._batch_event(completed, batch, now)
 
     def _finished_event(self, batch: BatchProgressUpdate, now: datetime) -> outbox.Record:
-        finished = events_pb2.BatchFinished(
-            progress=batch_pb2.BatchProgress(
-                requested=batch.requested,
-                processed=batch.processed,
-                succeeded=batch.succeeded,
-                failed=batch.failed,
-            ),
+        progress = batch_pb2.BatchProgress(
+            requested=batch.requested,
+            processed=batch.processed,
+            succeeded=batch.succeeded,
+            failed=batch.failed,
         )
+        finished = events_pb2.BatchFinished(
+            progress=progress, credits_refunded=batch.credits_refunded
+        )
+        return self._batch_event(finished, batch, now)
+
+    def _batch_event(
+        self, kind: EventKind, batch: BatchProgressUpdate, now: datetime
+    ) -> outbox.Record:
         return event_record(
             self._events_topic,
-            finished,
+            kind,
             org_id=batch.org_id,
             batch_id=batch.batch_id,
             family=batch.family,

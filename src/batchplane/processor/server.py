@@ -4,7 +4,6 @@ batches for intake over gRPC; gRPC health."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import grpc
@@ -13,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from batchplane.api.processor.v1 import executor_pb2_grpc
 from batchplane.bus.publisher import OutboxPublisher
 from batchplane.core.clock import Clock, SystemClock
+from batchplane.core.runtime import cancel_and_wait
 from batchplane.core.settings import Settings
 from batchplane.db.engine import Database
 from batchplane.lookup.fetch import Fetcher, FetchSettings
@@ -100,10 +100,7 @@ class ProcessorService:
     async def stop(self) -> None:
         """Finish the chunk in hand, leave the group, flush events."""
         await self.health.enter_graceful_shutdown()
-        if self._consume_task is not None:
-            self._consume_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._consume_task
+        await cancel_and_wait(self._consume_task)
         await self.publisher.stop()
         await self.fetcher.close()
         await self.server.stop(2)
