@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,26 @@ WORDPRESS_PAGE = """<!doctype html><html><head>
 <script src="/wp-includes/js/jquery/jquery.min.js?ver=3.7.1"></script>
 </head><body><h1>Acme blog</h1></body></html>"""
 
+COMPANY_PAGE = """<!doctype html><html><head>
+<title>Acme Anvils</title>
+<meta name="description" content="Acme Anvils makes dependable anvils for cartoon professionals.">
+<script type="application/ld+json">
+{"@context": "https://schema.org", "@type": "Organization", "name": "Acme Anvils",
+ "email": "hello@acme.test", "telephone": "+1 415 555 0100",
+ "sameAs": ["https://www.linkedin.com/company/acme-anvils", "https://twitter.com/acmeanvils"],
+ "address": {"@type": "PostalAddress", "streetAddress": "1 Canyon Road",
+             "addressLocality": "Desert City", "addressRegion": "AZ",
+             "postalCode": "85001", "addressCountry": "US"}}
+</script></head>
+<body><main><h1>Acme Anvils</h1>
+<p>Write to <a href="mailto:Sales@Acme.test?subject=hi">sales</a> or call
+<a href="tel:+1 (415) 555-0199">our desk</a>.</p></main></body></html>"""
+
+PERSON_PAGE = """<!doctype html><html><head><title>Jane Roe</title>
+<meta property="og:description" content="Jane Roe is the head of anvil research at Acme Anvils.">
+</head><body><h1>Jane Roe</h1>
+<a href="https://github.com/janeroe">GitHub</a></body></html>"""
+
 PLAIN_PAGE = "<!doctype html><html><head><title>plain</title></head><body>hello</body></html>"
 
 
@@ -23,6 +44,8 @@ class Site:
     body: str
     headers: Mapping[str, str] = field(default_factory=dict)
     status: int = 200
+    # Seconds to wait before answering: a hanging site.
+    delay: float = 0.0
 
 
 @dataclass
@@ -39,6 +62,8 @@ class SiteServer:
         site = self.sites.get(host)
         if site is None:
             return web.Response(status=404, text="unknown site")
+        if site.delay:
+            await asyncio.sleep(site.delay)
         return web.Response(
             status=site.status, text=site.body, content_type="text/html", headers=dict(site.headers)
         )
@@ -52,6 +77,9 @@ def default_sites() -> dict[str, Site]:
         ),
         "plain.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
         "www.wp.test": Site(WORDPRESS_PAGE, {"Server": "nginx/1.24.0"}),
+        "acme.test": Site(COMPANY_PAGE, {"Server": "nginx/1.24.0"}),
+        "people.test": Site(PERSON_PAGE),
+        "slow.test": Site(PLAIN_PAGE, delay=8.0),
         # Tests change this one between lookups to produce technology signals.
         "changing.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
     }

@@ -106,6 +106,9 @@ def stack_env(
         "BATCHPLANE_FETCH_HOST_OVERRIDES": ",".join(f"{h}=127.0.0.1" for h in site_hosts),
         "BATCHPLANE_FETCH_TIMEOUT_S": "5",
         "BATCHPLANE_PLANS_FILE": str(plans_file),
+        # Time-compressed enrichment limits: a hanging site times out in seconds.
+        "BATCHPLANE_ENRICHMENT_MAX_PROCESSING_S": "2",
+        "BATCHPLANE_ENRICHMENT_SWEEP_INTERVAL_S": "0.5",
         # Rate limits shared through the real Redis, as in production.
         "REDIS_URL": os.environ.get("BATCHPLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
         **(extra or {}),

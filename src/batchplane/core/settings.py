@@ -62,6 +62,18 @@ class LookupSettings:
 
 
 @dataclass(frozen=True)
+class EnrichmentSettings:
+    """Enrichment pricing, reuse and time limits."""
+
+    credits_per_task: int = 1
+    # A field enriched within this window is answered from the existing record.
+    freshness_s: int = 7 * 24 * 3600
+    # Records not terminal after this long are marked `timeout` by the sweeper.
+    max_processing_s: float = 300.0
+    sweep_interval_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a batchplane process needs, resolved from the environment."""
 
@@ -69,6 +81,7 @@ class Settings:
     database_url: str = ""
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     lookup: LookupSettings = field(default_factory=LookupSettings)
+    enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     # CIDRs outbound fetches may reach although private or loopback.
     outbound_allow_networks: tuple[str, ...] = ()
     intake_host: str = "127.0.0.1"
@@ -145,11 +158,18 @@ class Settings:
             host_overrides=e.pairs("BATCHPLANE_FETCH_HOST_OVERRIDES"),
             extra_suffixes=frozenset(e.items("BATCHPLANE_EXTRA_DOMAIN_SUFFIXES")),
         )
+        enrichment = EnrichmentSettings(
+            credits_per_task=e.integer("BATCHPLANE_ENRICHMENT_CREDITS_PER_TASK", 1),
+            freshness_s=e.integer("BATCHPLANE_ENRICHMENT_FRESHNESS_S", 7 * 24 * 3600),
+            max_processing_s=e.number("BATCHPLANE_ENRICHMENT_MAX_PROCESSING_S", 300.0),
+            sweep_interval_s=e.number("BATCHPLANE_ENRICHMENT_SWEEP_INTERVAL_S", 10.0),
+        )
         return cls(
             state_dir=Path(e.text("BATCHPLANE_STATE_DIR", DEFAULT_STATE_DIR)),
             database_url=e.text("DATABASE_URL", ""),
             kafka=kafka,
             lookup=lookup,
+            enrichment=enrichment,
             outbound_allow_networks=tuple(e.items("BATCHPLANE_OUTBOUND_ALLOW_NETWORKS")),
             intake_host=e.text("BATCHPLANE_INTAKE_HOST", "127.0.0.1"),
             intake_port=e.integer("BATCHPLANE_INTAKE_PORT", 50051),

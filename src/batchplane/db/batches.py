@@ -118,22 +118,16 @@ async def list_items(session: AsyncSession, *, batch_id: int) -> list[BatchItem]
     return list((await session.execute(stmt)).scalars())
 
 
-async def load_pending(session: AsyncSession, *, keys: Iterable[ItemKey]) -> list[PendingItem]:
-    """Items among `keys` that are still queued, with their batch's parameters."""
-    key_list = list(keys)
-    if not key_list:
-        return []
-    stmt = (
-        select(
-            BatchItem.batch_id, BatchItem.item_index, BatchItem.input, Batch.org_id, Batch.family
-        )
-        .add_columns(Batch.params)
+def _pending_items_query() -> Any:
+    return (
+        select(BatchItem.batch_id, BatchItem.item_index, BatchItem.input)
+        .add_columns(Batch.org_id, Batch.family, Batch.params)
         .join(Batch, Batch.id == BatchItem.batch_id)
-        .where(
-            tuple_(BatchItem.batch_id, BatchItem.item_index).in_(key_list),
-            BatchItem.status == ItemState.QUEUED,
-        )
+        .where(BatchItem.status == ItemState.QUEUED)
     )
+
+
+async def _pending_items(session: AsyncSession, stmt: Any) -> list[PendingItem]:
     return [
         PendingItem(
             batch_id=row.batch_id,
@@ -145,6 +139,29 @@ async def load_pending(session: AsyncSession, *, keys: Iterable[ItemKey]) -> lis
         )
         for row in await session.execute(stmt)
     ]
+
+
+async def load_pending(session: AsyncSession, *, keys: Iterable[ItemKey]) -> list[PendingItem]:
+    """Items among `keys` that are still queued, with their batch's parameters."""
+    key_list = list(keys)
+    if not key_list:
+        return []
+    stmt = _pending_items_query().where(
+        tuple_(BatchItem.batch_id, BatchItem.item_index).in_(key_list)
+    )
+    return await _pending_items(session, stmt)
+
+
+async def overdue_items(
+    session: AsyncSession, *, family: str, created_before: datetime, limit: int
+) -> list[PendingItem]:
+    """Items of `family` still queued in batches accepted before `created_before`."""
+    stmt = (
+        _pending_items_query()
+        .where(Batch.family == family, Batch.created_at < created_before)
+        .limit(limit)
+    )
+    return await _pending_items(session, stmt)
 
 
 async def mark_started(

@@ -40,7 +40,7 @@ async def charge(
     now: datetime,
     note: str = "",
 ) -> int | None:
-    """Take `amount` credits; the new balance, or None when it cannot be paid."""
+    """Take `amount` credits; the ledger entry's id, or None when it cannot be paid."""
     result = await session.execute(
         update(Organization)
         .where(Organization.id == org_id, Organization.credit_balance >= amount)
@@ -50,8 +50,9 @@ async def charge(
     balance = result.scalar_one_or_none()
     if balance is None:
         return None
-    _append(session, org_id, CHARGE, -amount, balance, batch_id, note, now)
-    return int(balance)
+    entry = _append(session, org_id, CHARGE, -amount, balance, batch_id, note, now)
+    await session.flush()
+    return entry.id
 
 
 async def credit(
@@ -85,18 +86,18 @@ def _append(
     batch_id: int | None,
     note: str,
     now: datetime,
-) -> None:
-    session.add(
-        CreditEntry(
-            org_id=org_id,
-            kind=kind,
-            amount=amount,
-            balance_after=balance,
-            batch_id=batch_id,
-            note=note,
-            created_at=now,
-        )
+) -> CreditEntry:
+    entry = CreditEntry(
+        org_id=org_id,
+        kind=kind,
+        amount=amount,
+        balance_after=balance,
+        batch_id=batch_id,
+        note=note,
+        created_at=now,
     )
+    session.add(entry)
+    return entry
 
 
 async def ledger(session: AsyncSession, *, org_id: str, limit: int = 50) -> list[LedgerLine]:

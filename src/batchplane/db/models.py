@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -229,7 +230,10 @@ class Enrichment(Base):
     """One enrichment of one field of one entity for an organisation (seed 002's object)."""
 
     __tablename__ = "enrichments"
-    __table_args__ = (Index("ix_enrichments_org_entity_field", "org_id", "entity_id", "field"),)
+    __table_args__ = (
+        Index("ix_enrichments_org_entity_field", "org_id", "entity_id", "field"),
+        Index("ix_enrichments_status_created_at", "status", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     org_id: Mapped[str] = mapped_column(String(40))
@@ -245,3 +249,31 @@ class Enrichment(Base):
     credit_transaction_id: Mapped[str | None] = mapped_column(String(60))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Entity(Base):
+    """A company (keyed by its domain) or a person (keyed by a profile URL), shared by all
+    organisations and registered the first time anyone names it."""
+
+    __tablename__ = "entities"
+    __table_args__ = (UniqueConstraint("type", "key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class GlobalEnrichment(Base):
+    """The latest crawl result of one field of one entity, reused by every organisation
+    within the freshness window."""
+
+    __tablename__ = "global_enrichments"
+    __table_args__ = (UniqueConstraint("entity_id", "field"),)
+
+    id: Mapped[str] = mapped_column(String(60), primary_key=True)
+    entity_id: Mapped[str] = mapped_column(String(36))
+    field: Mapped[str] = mapped_column(String(40))
+    data_found: Mapped[bool] = mapped_column(Boolean)
+    data: Mapped[Any] = mapped_column(Json, nullable=True)
+    fetched_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from batchplane.api.enrichment.v1 import enrichment_pb2_grpc
 from batchplane.api.framework.v1 import framework_pb2, framework_pb2_grpc
 from batchplane.api.lookup.v1 import lookup_pb2, lookup_pb2_grpc
 from batchplane.api.processor.v1 import executor_pb2_grpc
@@ -20,6 +21,14 @@ from batchplane.core.runtime import cancel_and_wait
 from batchplane.core.settings import Settings
 from batchplane.db.engine import Database
 from batchplane.intake.auth import Authenticator
+from batchplane.intake.enrichment_api import (
+    SERVICE_NAME as ENRICHMENT_SERVICE,
+)
+from batchplane.intake.enrichment_api import (
+    EnrichmentOperationsApi,
+    enrichment_error_body,
+)
+from batchplane.intake.enrichments import EnrichmentIntake
 from batchplane.intake.framework_api import BatchFrameworkApi
 from batchplane.intake.guard import Guard
 from batchplane.intake.idempotency import IdempotencyGate
@@ -33,6 +42,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     lookup_pb2.DESCRIPTOR.services_by_name["BulkLookupService"].full_name,
     framework_pb2.DESCRIPTOR.services_by_name["BatchFrameworkService"].full_name,
+    ENRICHMENT_SERVICE,
 )
 PURGE_INTERVAL_S = 600
 
@@ -45,7 +55,9 @@ class IntakeService:
         self.database = Database(settings.effective_database_url)
         self.publisher = OutboxPublisher(settings, self.database)
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        self.server = grpc.aio.server(
+            interceptors=[ErrorInterceptor({ENRICHMENT_SERVICE: enrichment_error_body})]
+        )
         self.port = 0
         clock = clock or SystemClock()
         self.limiter = make_rate_limiter(settings.redis_url)
@@ -76,6 +88,21 @@ class IntakeService:
                 executor_pb2_grpc.ItemExecutorServiceStub(self.processor_channel),
                 clock=clock,
                 timeout_s=settings.sync_batch_timeout_s,
+            ),
+            self.server,
+        )
+        enrichment_pb2_grpc.add_EnrichmentOperationsServiceServicer_to_server(
+            EnrichmentOperationsApi(
+                guard,
+                self.gate,
+                EnrichmentIntake(
+                    self.database,
+                    settings=settings.enrichment,
+                    kafka=settings.kafka,
+                    clock=clock,
+                    on_commit=self.publisher.relay.wake,
+                ),
+                extra_suffixes=settings.lookup.extra_suffixes,
             ),
             self.server,
         )

@@ -58,9 +58,7 @@ class ItemPipeline:
         outcomes: dict[str, list[Outcome]] = {}
         for family, items in by_family.items():
             outcomes[family] = await self._run(family, items)
-        recorded = await self._record(outcomes)
-        self.processed += recorded
-        return recorded
+        return await self.record(outcomes)
 
     async def _claim(self, keys: Sequence[ItemKey]) -> list[PendingItem]:
         now = self._clock.now()
@@ -96,6 +94,12 @@ class ItemPipeline:
             log.error("%s handler returned no outcome for %d items", family, len(missing))
             outcomes += [Outcome(b, i, False, "internal") for b, i in sorted(missing)]
         return outcomes
+
+    async def record(self, outcomes_by_family: Mapping[str, list[Outcome]]) -> int:
+        """Record outcomes decided outside `process` too (e.g. the timeout sweeper)."""
+        recorded = await self._record(outcomes_by_family)
+        self.processed += recorded
+        return recorded
 
     async def _record(self, outcomes_by_family: Mapping[str, list[Outcome]]) -> int:
         now = self._clock.now()

@@ -18,8 +18,11 @@ from batchplane.db.engine import Database
 from batchplane.lookup.fetch import Fetcher, FetchSettings
 from batchplane.lookup.fingerprints import FingerprintDatabase
 from batchplane.processor.consumer import WorkConsumer
+from batchplane.processor.handlers.base import ItemHandler
+from batchplane.processor.handlers.enrichment import EnrichmentHandler
 from batchplane.processor.handlers.lookup import LookupHandler
 from batchplane.processor.pipeline import ItemPipeline
+from batchplane.processor.sweeper import TimeoutSweeper
 from batchplane.processor.sync.executor import ItemExecutor
 from batchplane.processor.sync.families import EnrichmentFamily, IntelligenceFamily, SignalsFamily
 
@@ -50,14 +53,22 @@ class ProcessorService:
         self.publisher = OutboxPublisher(settings, self.database)
         self.fetcher = Fetcher(fetch_settings(settings))
         # Compiling the fingerprint database takes about a second: once per process.
-        handlers = [
+        fingerprints = FingerprintDatabase.load()
+        handlers: list[ItemHandler] = [
             LookupHandler(
                 self.database,
                 self.fetcher,
-                FingerprintDatabase.load(),
+                fingerprints,
                 clock=clock,
                 extra_suffixes=settings.lookup.extra_suffixes,
-            )
+            ),
+            EnrichmentHandler(
+                self.database,
+                self.fetcher,
+                fingerprints,
+                clock=clock,
+                freshness_s=settings.enrichment.freshness_s,
+            ),
         ]
         self.pipeline = ItemPipeline(
             self.database,
@@ -66,6 +77,15 @@ class ProcessorService:
             clock=clock,
             on_commit=self.publisher.relay.wake,
         )
+        self.sweeper = TimeoutSweeper(
+            self.database,
+            self.pipeline,
+            family=EnrichmentHandler.family,
+            max_processing_s=settings.enrichment.max_processing_s,
+            interval_s=settings.enrichment.sweep_interval_s,
+            clock=clock,
+        )
+        self._sweep_task: asyncio.Task[None] | None = None
         self.consumer = WorkConsumer(
             settings.kafka, self.pipeline, self.publisher.producer, self.publisher.connected
         )
@@ -93,6 +113,7 @@ class ProcessorService:
         await self.fetcher.start()
         self.publisher.start()
         self._consume_task = asyncio.create_task(self.consumer.run(), name="work-consumer")
+        self._sweep_task = asyncio.create_task(self.sweeper.run(), name="timeout-sweeper")
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("processor started (health on port %d)", port)
         return int(port)
@@ -100,6 +121,7 @@ class ProcessorService:
     async def stop(self) -> None:
         """Finish the chunk in hand, leave the group, flush events."""
         await self.health.enter_graceful_shutdown()
+        await cancel_and_wait(self._sweep_task)
         await cancel_and_wait(self._consume_task)
         await self.publisher.stop()
         await self.fetcher.close()

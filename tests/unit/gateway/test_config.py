@@ -42,4 +42,5 @@ def test_every_public_service_is_transcoded() -> None:
     assert transcoder["typed_config"]["services"] == [
         "batchplane.api.lookup.v1.BulkLookupService",
         "batchplane.api.framework.v1.BatchFrameworkService",
+        "batchplane.api.enrichment.v1.EnrichmentOperationsService",
     ]

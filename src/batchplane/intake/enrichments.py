@@ -1,0 +1,194 @@
+"""Accepting enrichment tasks: resolve entities, reuse fresh records, meter, charge,
+store the new records and queue them — in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from batchplane.api.events.v1 import events_pb2
+from batchplane.bus.records import event_record, work_records
+from batchplane.core.clock import Clock, as_utc
+from batchplane.core.errors import PaymentRequired
+from batchplane.core.plans import Plan
+from batchplane.core.settings import EnrichmentSettings, KafkaSettings
+from batchplane.db import batches, billing, enrichments, outbox
+from batchplane.db.engine import Database
+from batchplane.db.models import Enrichment
+from batchplane.enrichment.tasks import EntityRef, Task, TaskBatch, validation_error
+from batchplane.intake.auth import Caller
+from batchplane.intake.metering import meter_or_refuse
+
+FAMILY = "enrichment"
+
+
+@dataclass(frozen=True)
+class ResolvedTask:
+    entity_id: str
+    entity_type: str
+    field: str
+
+
+class EnrichmentIntake:
+    """Stores triggered enrichments and reads them back for the query routes."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        settings: EnrichmentSettings,
+        kafka: KafkaSettings,
+        clock: Clock,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._database = database
+        self._settings = settings
+        self._kafka = kafka
+        self._clock = clock
+        self._on_commit = on_commit
+
+    async def trigger(self, caller: Caller, plan: Plan, batch: TaskBatch) -> list[Enrichment]:
+        """One record per task, in request order: fresh existing ones, or new pending ones."""
+        now = self._clock.now()
+        fresh_after = now - timedelta(seconds=self._settings.freshness_s)
+        async with self._database.transaction() as session:
+            resolved = [await self._resolve(session, t, register=True) for t in batch.tasks]
+            tasks = [r for r in resolved if r is not None]  # registering never yields None
+            latest = await enrichments.latest_records(
+                session, org_id=caller.org_id, pairs=[(t.entity_id, t.field) for t in tasks]
+            )
+            chosen: dict[tuple[str, str], Enrichment] = {}
+            for task in tasks:
+                pair = (task.entity_id, task.field)
+                existing = latest.get(pair)
+                if existing is not None and _fresh(existing, fresh_after):
+                    chosen[pair] = existing
+            new = {(t.entity_id, t.field): t for t in tasks if (t.entity_id, t.field) not in chosen}
+            await meter_or_refuse(session, caller.org_id, plan, len(tasks), now)
+            if new:
+                chosen |= await self._create(session, caller, list(new.values()), batch, now)
+        if new:
+            self._on_commit()
+        return [chosen[(t.entity_id, t.field)] for t in tasks]
+
+    async def query(self, caller: Caller, batch: TaskBatch) -> list[Enrichment]:
+        """The latest record of each task, request order, tasks without one omitted."""
+        async with self._database.transaction() as session:
+            resolved = [await self._resolve(session, t, register=False) for t in batch.tasks]
+            tasks = [r for r in resolved if r is not None]
+            latest = await enrichments.latest_records(
+                session, org_id=caller.org_id, pairs=[(t.entity_id, t.field) for t in tasks]
+            )
+        return [latest[p] for p in ((t.entity_id, t.field) for t in tasks) if p in latest]
+
+    async def get(self, caller: Caller, record_id: str) -> Enrichment | None:
+        async with self._database.transaction() as session:
+            return await enrichments.get_record(session, org_id=caller.org_id, record_id=record_id)
+
+    async def _resolve(
+        self, session: AsyncSession, task: Task, *, register: bool
+    ) -> ResolvedTask | None:
+        """The task's entity; None when it names one not registered (queries only)."""
+        ref: EntityRef = task.ref
+        if ref.entity_id is not None:
+            entity = await enrichments.get_entity(session, entity_id=ref.entity_id)
+            if entity is None:
+                if register:
+                    raise validation_error(f"unknown entityId {ref.entity_id}")
+                return None
+            if ref.type is not None and ref.type != entity.type:
+                raise validation_error(f"entity {entity.id} is a {entity.type}, not a {ref.type}")
+        else:
+            assert ref.type is not None
+            assert ref.key is not None
+            if register:
+                entity = await enrichments.register_entity(
+                    session, type_=ref.type, key=ref.key, now=self._clock.now()
+                )
+            else:
+                found = await enrichments.find_entity(session, type_=ref.type, key=ref.key)
+                if found is None:
+                    return None
+                entity = found
+        return ResolvedTask(entity.id, entity.type, task.field)
+
+    async def _create(
+        self,
+        session: AsyncSession,
+        caller: Caller,
+        tasks: list[ResolvedTask],
+        request: TaskBatch,
+        now: datetime,
+    ) -> dict[tuple[str, str], Enrichment]:
+        records = [
+            Enrichment(
+                id=str(uuid.uuid4()),
+                org_id=caller.org_id,
+                entity_id=t.entity_id,
+                entity_type=t.entity_type,
+                field=t.field,
+                status=enrichments.PENDING,
+                error=None,
+                data_found=None,
+                data=None,
+                created_by=caller.user_id,
+                global_enrichment_id=None,
+                credit_transaction_id=None,
+                created_at=now,
+                updated_at=now,
+            )
+            for t in tasks
+        ]
+        unit = self._settings.credits_per_task
+        cost = unit * len(records)
+        batch = await batches.create_batch(
+            session,
+            org_id=caller.org_id,
+            family=FAMILY,
+            inputs=[r.id for r in records],
+            params={"unit_credits": unit, "webhook_url": request.webhook_url},
+            created_by=caller.user_id,
+            credits_charged=cost,
+            now=now,
+        )
+        entry = await billing.charge(
+            session,
+            org_id=caller.org_id,
+            amount=cost,
+            batch_id=batch.id,
+            now=now,
+            note=f"enrichment of {len(records)} fields",
+        )
+        if entry is None:
+            raise PaymentRequired(
+                f"insufficient credits: these enrichments cost {cost} credits",
+                extra={"required_credits": cost},
+            )
+        for record in records:
+            record.credit_transaction_id = f"credit_{entry}"
+        await enrichments.add_records(session, records=records)
+        accepted = event_record(
+            self._kafka.events_topic,
+            events_pb2.BatchAccepted(item_count=len(records), credits_charged=cost),
+            org_id=caller.org_id,
+            batch_id=batch.id,
+            family=FAMILY,
+            now=now,
+        )
+        work = work_records(
+            self._kafka.work_topic,
+            batch_id=batch.id,
+            org_id=caller.org_id,
+            family=FAMILY,
+            item_count=len(records),
+        )
+        await outbox.add(session, [accepted, *work], now=now)
+        return {(r.entity_id, r.field): r for r in records}
+
+
+def _fresh(record: Enrichment, fresh_after: datetime) -> bool:
+    return record.status == enrichments.FINISHED and as_utc(record.updated_at) >= fresh_after
