@@ -262,3 +262,47 @@ async def test_malformed_json_unauthorized_and_missing_organization(
         http, stack, TRIGGER, {"tasks": [{"entityId": "a.test", "field": "emails"}]}, bearer(reader)
     )
     assert (status, answer["error"]) == (403, "INSUFFICIENT_SCOPE")
+
+
+async def test_technologies_and_address_fields(
+    stack: RunningStack, http: aiohttp.ClientSession
+) -> None:
+    org = _org(stack)
+    tasks = [
+        {"entityId": "acme.test", "field": "technologies"},
+        {"entityId": "acme.test", "field": "address"},
+    ]
+    _, created, _ = await _post(http, stack, TRIGGER, {"tasks": tasks}, bearer(org["token"]))
+    await _until_terminal(http, stack, tasks, org["token"])
+
+    data = {}
+    for record in created:
+        async with http.get(
+            f"{stack.base_url}/api/v1/operations/enrichment/{record['id']}",
+            headers=bearer(org["token"]),
+        ) as response:
+            data[record["field"]] = (await response.json())["data"]
+
+    assert "Nginx" in {t["name"] for t in data["technologies"]}
+    assert data["address"] == {
+        "streetAddress": "1 Canyon Road",
+        "addressLocality": "Desert City",
+        "addressRegion": "AZ",
+        "postalCode": "85001",
+        "addressCountry": "US",
+    }
+
+
+async def test_trigger_honours_idempotency_keys(
+    stack: RunningStack, http: aiohttp.ClientSession
+) -> None:
+    org = _org(stack)
+    headers = {**bearer(org["token"]), "Idempotency-Key": "enrich-once"}
+    body = {"tasks": [{"entityId": "people.test", "field": "emails"}]}
+
+    first = await _post(http, stack, TRIGGER, body, headers)
+    again = await _post(http, stack, TRIGGER, body, headers)
+
+    assert first[0] == again[0] == 202
+    assert first[2] == again[2]
+    assert stack.cli("admin", "show-org", org["org_id"])["usage"]["units"] == 1
