@@ -39,6 +39,8 @@ class KafkaSettings:
     heartbeat_interval_ms: int = 3_000
     fetch_max_wait_ms: int = 100
     max_poll_records: int = 500
+    # Chunks a processor works on at once; offsets are still committed in order.
+    chunks_in_flight: int = 8
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class Settings:
             ),
             fetch_max_wait_ms=e.integer("BATCHPLANE_KAFKA_FETCH_MAX_WAIT_MS", 100),
             max_poll_records=e.integer("BATCHPLANE_KAFKA_MAX_POLL_RECORDS", 500),
+            chunks_in_flight=e.integer("BATCHPLANE_PROCESSOR_CHUNKS_IN_FLIGHT", 8),
         )
         lookup = LookupSettings(
             credits_per_domain=e.integer("BATCHPLANE_LOOKUP_CREDITS_PER_DOMAIN", 1),

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+from asyncio import FIRST_COMPLETED
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -46,8 +50,26 @@ def decode_work(records: Sequence[ConsumerRecord[Any, Any]]) -> tuple[list[ItemK
     return keys, poison
 
 
+@dataclass
+class _Chunk:
+    """Records being worked on, and the offsets to commit once they are stored."""
+
+    task: asyncio.Task[None]
+    offsets: dict[TopicPartition, int]
+
+
+def _stored(chunk: _Chunk) -> bool:
+    task = chunk.task
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
 class WorkConsumer:
-    """Consumes the work topic in chunks with a consumer group."""
+    """Consumes the work topic in chunks with a consumer group.
+
+    Several chunks are worked on at once (one slow site must not stall the
+    others), but offsets are committed strictly in the order the chunks were
+    fetched, and only once every earlier chunk is stored too.
+    """
 
     def __init__(
         self,
@@ -55,42 +77,72 @@ class WorkConsumer:
         pipeline: ItemPipeline,
         producer: AIOKafkaProducer,
         producer_ready: asyncio.Event,
+        *,
+        max_chunks_in_flight: int = 8,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         self._kafka = kafka
         self._pipeline = pipeline
         self._producer = producer
         self._producer_ready = producer_ready
-        self._consumer: AIOKafkaConsumer | None = None
+        self._max_in_flight = max_chunks_in_flight
+        self._drain_timeout_s = drain_timeout_s
         self.dead_lettered = 0
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled; a chunk that fails unexpectedly ends the run."""
         await self._producer_ready.wait()
-        consumer = make_consumer(
-            self._kafka, self._kafka.work_topic, group_id=self._kafka.processor_group
-        )
-        self._consumer = consumer
+        kafka = self._kafka
+        consumer = make_consumer(kafka, kafka.work_topic, group_id=kafka.processor_group)
         await retry_forever("joining the processor group", consumer.start)
+        chunks: deque[_Chunk] = deque()
         try:
             while True:
-                chunk = await consumer.getmany(timeout_ms=500)
-                if chunk:
-                    await self._handle(consumer, chunk)
+                await self._commit_finished(consumer, chunks)
+                working = [c.task for c in chunks if not c.task.done()]
+                # Bound both the work in progress and what waits behind a slow chunk.
+                if len(working) >= self._max_in_flight or len(chunks) >= 4 * self._max_in_flight:
+                    await asyncio.wait(working or [chunks[0].task], return_when=FIRST_COMPLETED)
+                    continue
+                fetched = await consumer.getmany(timeout_ms=50 if chunks else 500)
+                if fetched:
+                    chunks.append(self._start(fetched))
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await self._drain(consumer, chunks)
 
-    async def _handle(
-        self,
-        consumer: AIOKafkaConsumer,
-        chunk: dict[TopicPartition, list[ConsumerRecord[Any, Any]]],
-    ) -> None:
-        records = [record for partition in chunk.values() for record in partition]
+    async def _drain(self, consumer: AIOKafkaConsumer, chunks: deque[_Chunk]) -> None:
+        """On the way out: let chunks in hand finish (briefly), commit what is stored."""
+        working = [c.task for c in chunks if not c.task.done()]
+        if working:
+            await asyncio.wait(working, timeout=self._drain_timeout_s)
+        stored = deque(itertools.takewhile(_stored, chunks))
+        for chunk in chunks:
+            chunk.task.cancel()
+        await asyncio.gather(*(c.task for c in chunks), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._commit_finished(consumer, stored)
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+
+    def _start(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> _Chunk:
+        records = [record for partition in fetched.values() for record in partition]
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+        return _Chunk(asyncio.create_task(self._handle(records)), offsets)
+
+    async def _handle(self, records: list[ConsumerRecord[Any, Any]]) -> None:
         keys, poison = decode_work(records)
         if poison:
             await self._dead_letter(poison)
         await self._process_until_done(keys)
-        offsets = {tp: batch[-1].offset + 1 for tp, batch in chunk.items()}
+
+    async def _commit_finished(self, consumer: AIOKafkaConsumer, chunks: deque[_Chunk]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        while chunks and chunks[0].task.done():
+            chunk = chunks.popleft()
+            chunk.task.result()  # an unexpected error ends the run; the work is redelivered
+            offsets.update(chunk.offsets)
+        if not offsets:
+            return
         try:
             await consumer.commit(offsets)
         except CommitFailedError:

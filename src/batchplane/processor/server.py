@@ -87,7 +87,11 @@ class ProcessorService:
         )
         self._sweep_task: asyncio.Task[None] | None = None
         self.consumer = WorkConsumer(
-            settings.kafka, self.pipeline, self.publisher.producer, self.publisher.connected
+            settings.kafka,
+            self.pipeline,
+            self.publisher.producer,
+            self.publisher.connected,
+            max_chunks_in_flight=settings.kafka.chunks_in_flight,
         )
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server()
