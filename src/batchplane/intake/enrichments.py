@@ -10,16 +10,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from batchplane.api.events.v1 import events_pb2
-from batchplane.bus.records import event_record, work_records
 from batchplane.core.clock import Clock, as_utc
-from batchplane.core.errors import PaymentRequired
 from batchplane.core.plans import Plan
 from batchplane.core.settings import EnrichmentSettings, KafkaSettings
-from batchplane.db import batches, billing, enrichments, outbox
+from batchplane.db import enrichments
 from batchplane.db.engine import Database
 from batchplane.db.models import Enrichment
 from batchplane.enrichment.tasks import EntityRef, Task, TaskBatch, validation_error
+from batchplane.intake.acceptance import accept_batch
 from batchplane.intake.auth import Caller
 from batchplane.intake.metering import meter_or_refuse
 
@@ -68,9 +66,12 @@ class EnrichmentIntake:
                 if existing is not None and _fresh(existing, fresh_after):
                     chosen[pair] = existing
             new = {(t.entity_id, t.field): t for t in tasks if (t.entity_id, t.field) not in chosen}
-            await meter_or_refuse(session, caller.org_id, plan, len(tasks), now)
             if new:
-                chosen |= await self._create(session, caller, list(new.values()), batch, now)
+                chosen |= await self._create(
+                    session, caller, plan, list(new.values()), batch, now, metered_units=len(tasks)
+                )
+            else:
+                await meter_or_refuse(session, caller.org_id, plan, len(tasks), now)
         if new:
             self._on_commit()
         return [chosen[(t.entity_id, t.field)] for t in tasks]
@@ -120,9 +121,12 @@ class EnrichmentIntake:
         self,
         session: AsyncSession,
         caller: Caller,
+        plan: Plan,
         tasks: list[ResolvedTask],
         request: TaskBatch,
         now: datetime,
+        *,
+        metered_units: int,
     ) -> dict[tuple[str, str], Enrichment]:
         records = [
             Enrichment(
@@ -143,50 +147,21 @@ class EnrichmentIntake:
             )
             for t in tasks
         ]
-        unit = self._settings.credits_per_task
-        cost = unit * len(records)
-        batch = await batches.create_batch(
+        accepted = await accept_batch(
             session,
-            org_id=caller.org_id,
+            caller=caller,
+            plan=plan,
             family=FAMILY,
             inputs=[r.id for r in records],
-            params={"unit_credits": unit, "webhook_url": request.webhook_url},
-            created_by=caller.user_id,
-            credits_charged=cost,
+            params={"webhook_url": request.webhook_url},
+            unit_credits=self._settings.credits_per_task,
+            metered_units=metered_units,
+            kafka=self._kafka,
             now=now,
         )
-        entry = await billing.charge(
-            session,
-            org_id=caller.org_id,
-            amount=cost,
-            batch_id=batch.id,
-            now=now,
-            note=f"enrichment of {len(records)} fields",
-        )
-        if entry is None:
-            raise PaymentRequired(
-                f"insufficient credits: these enrichments cost {cost} credits",
-                extra={"required_credits": cost},
-            )
         for record in records:
-            record.credit_transaction_id = f"credit_{entry}"
+            record.credit_transaction_id = f"credit_{accepted.charge_entry_id}"
         await enrichments.add_records(session, records=records)
-        accepted = event_record(
-            self._kafka.events_topic,
-            events_pb2.BatchAccepted(item_count=len(records), credits_charged=cost),
-            org_id=caller.org_id,
-            batch_id=batch.id,
-            family=FAMILY,
-            now=now,
-        )
-        work = work_records(
-            self._kafka.work_topic,
-            batch_id=batch.id,
-            org_id=caller.org_id,
-            family=FAMILY,
-            item_count=len(records),
-        )
-        await outbox.add(session, [accepted, *work], now=now)
         return {(r.entity_id, r.field): r for r in records}
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from batchplane.api.events.v1 import events_pb2
-from batchplane.bus.records import event_record, work_records
 from batchplane.core.clock import Clock
-from batchplane.core.errors import PaymentRequired
 from batchplane.core.plans import Plan
 from batchplane.core.settings import KafkaSettings, LookupSettings
-from batchplane.db import batches, billing, lookups, outbox
+from batchplane.db import lookups
 from batchplane.db.engine import Database
 from batchplane.db.models import Batch
+from batchplane.intake.acceptance import accept_batch
 from batchplane.intake.auth import Caller
 from batchplane.intake.json_body import (
     INT32_MAX,
@@ -23,7 +21,6 @@ from batchplane.intake.json_body import (
     reject_unknown,
     string_array,
 )
-from batchplane.intake.metering import meter_or_refuse
 from batchplane.lookup.domains import InvalidDomain, normalise_domain
 
 FAMILY = "lookup"
@@ -113,40 +110,23 @@ class LookupIntake:
         nothing is stored, metered or charged.
         """
         planned = plan_items(request.domains, self._lookup.extra_suffixes)
-        unit = self._lookup.credits_per_domain
-        cost = unit * len(planned.inputs)
         now = self._clock.now()
         async with self._database.transaction() as session:
-            batch = await batches.create_batch(
+            accepted = await accept_batch(
                 session,
-                org_id=caller.org_id,
+                caller=caller,
+                plan=plan,
                 family=FAMILY,
                 inputs=planned.inputs,
                 params={
                     "recompute": request.recompute,
                     "max_age_ms": request.max_age_ms,
                     "list_id": request.list_id,
-                    "unit_credits": unit,
                 },
-                created_by=caller.user_id,
-                credits_charged=cost,
+                unit_credits=self._lookup.credits_per_domain,
+                kafka=self._kafka,
                 now=now,
             )
-            paid = await billing.charge(
-                session,
-                org_id=caller.org_id,
-                amount=cost,
-                batch_id=batch.id,
-                now=now,
-                note=f"bulk lookup of {len(planned.inputs)} domains",
-            )
-            await meter_or_refuse(session, caller.org_id, plan, len(planned.inputs), now)
-            if paid is None:
-                # Raising rolls the whole transaction back: no batch, no charge.
-                raise PaymentRequired(
-                    f"insufficient credits: this batch costs {cost} credits",
-                    extra={"required_credits": cost},
-                )
             if request.list_id is not None:
                 await lookups.add_to_list(
                     session,
@@ -155,24 +135,5 @@ class LookupIntake:
                     domains=planned.valid_domains,
                     now=now,
                 )
-            await outbox.add(session, self._records(batch, cost), now=now)
         self._on_commit()
-        return batch
-
-    def _records(self, batch: Batch, cost: int) -> list[outbox.Record]:
-        accepted = event_record(
-            self._kafka.events_topic,
-            events_pb2.BatchAccepted(item_count=batch.requested_count, credits_charged=cost),
-            org_id=batch.org_id,
-            batch_id=batch.id,
-            family=FAMILY,
-            now=batch.created_at,
-        )
-        work = work_records(
-            self._kafka.work_topic,
-            batch_id=batch.id,
-            org_id=batch.org_id,
-            family=FAMILY,
-            item_count=batch.requested_count,
-        )
-        return [accepted, *work]
+        return accepted.batch
