@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.support import scrape_pages
+
 WORDPRESS_PAGE = """<!doctype html><html><head>
 <meta name="generator" content="WordPress 6.4.2">
 <link rel="stylesheet" href="/wp-content/themes/twentytwentyfour/style.css">
@@ -46,6 +48,7 @@ class Site:
     status: int = 200
     # Seconds to wait before answering: a hanging site.
     delay: float = 0.0
+    content_type: str = "text/html; charset=utf-8"
 
 
 @dataclass
@@ -55,6 +58,9 @@ class SiteServer:
     sites: dict[str, Site]
     port: int = 0
     hits: dict[str, int] = field(default_factory=dict)
+    # Requests being answered right now, and the most ever at once, per host.
+    in_flight: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
 
     async def handle(self, request: web.Request) -> web.Response:
         host = (request.host or "").split(":")[0].lower()
@@ -62,11 +68,15 @@ class SiteServer:
         site = self.sites.get(host)
         if site is None:
             return web.Response(status=404, text="unknown site")
-        if site.delay:
-            await asyncio.sleep(site.delay)
-        return web.Response(
-            status=site.status, text=site.body, content_type="text/html", headers=dict(site.headers)
-        )
+        self.in_flight[host] = self.in_flight.get(host, 0) + 1
+        self.peak[host] = max(self.peak.get(host, 0), self.in_flight[host])
+        try:
+            if site.delay:
+                await asyncio.sleep(site.delay)
+        finally:
+            self.in_flight[host] -= 1
+        headers = {"Content-Type": site.content_type, **site.headers}
+        return web.Response(status=site.status, text=site.body, headers=headers)
 
 
 def default_sites() -> dict[str, Site]:
@@ -80,6 +90,15 @@ def default_sites() -> dict[str, Site]:
         "acme.test": Site(COMPANY_PAGE, {"Server": "nginx/1.24.0"}),
         "people.test": Site(PERSON_PAGE),
         "slow.test": Site(PLAIN_PAGE, delay=8.0),
+        # Scraping fixtures (tests/support/scrape_pages.py).
+        "shop.test": Site(scrape_pages.PRODUCT_LISTING_JSONLD),
+        "table.test": Site(scrape_pages.TABLE_PAGE),
+        "cards.test": Site(scrape_pages.CARD_GRID),
+        "news.test": Site(scrape_pages.DATED_ARTICLES),
+        "blog.test": Site(scrape_pages.ARTICLE_PAGE),
+        "busy.test": Site(scrape_pages.ARTICLE_PAGE, delay=0.3),
+        "api.test": Site('{"not": "html"}', content_type="application/json"),
+        "gone.test": Site("<html><body>gone</body></html>", status=404),
         # Tests change this one between lookups to produce technology signals.
         "changing.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
     }

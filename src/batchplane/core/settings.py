@@ -84,6 +84,9 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     lookup: LookupSettings = field(default_factory=LookupSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
+    scrape_credits_per_url: int = 1
+    # Largest page a scrape job reads; a larger one fails the job as too large.
+    scrape_max_body_bytes: int = 5_000_000
     # CIDRs outbound fetches may reach although private or loopback.
     outbound_allow_networks: tuple[str, ...] = ()
     intake_host: str = "127.0.0.1"
@@ -173,6 +176,8 @@ class Settings:
             kafka=kafka,
             lookup=lookup,
             enrichment=enrichment,
+            scrape_credits_per_url=e.integer("BATCHPLANE_SCRAPE_CREDITS_PER_URL", 1),
+            scrape_max_body_bytes=e.integer("BATCHPLANE_SCRAPE_MAX_BODY_BYTES", 5_000_000),
             outbound_allow_networks=tuple(e.items("BATCHPLANE_OUTBOUND_ALLOW_NETWORKS")),
             intake_host=e.text("BATCHPLANE_INTAKE_HOST", "127.0.0.1"),
             intake_port=e.integer("BATCHPLANE_INTAKE_PORT", 50051),

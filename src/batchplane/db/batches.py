@@ -164,6 +164,22 @@ async def overdue_items(
     return await _pending_items(session, stmt)
 
 
+async def mark_items_started(
+    session: AsyncSession, *, keys: Iterable[ItemKey], now: datetime
+) -> None:
+    """Note when items' work began (the item stays queued until its outcome is recorded)."""
+    key_list = list(keys)
+    if key_list:
+        await session.execute(
+            update(BatchItem)
+            .where(
+                tuple_(BatchItem.batch_id, BatchItem.item_index).in_(key_list),
+                BatchItem.started_at.is_(None),
+            )
+            .values(started_at=now)
+        )
+
+
 async def mark_started(
     session: AsyncSession, *, batch_ids: Iterable[int], now: datetime
 ) -> list[tuple[int, str, str]]:

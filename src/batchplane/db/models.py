@@ -151,6 +151,8 @@ class BatchItem(Base):
     status: Mapped[str] = mapped_column(String(20))
     error_code: Mapped[str | None] = mapped_column(String(60))
     result: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # Set by handlers whose items are long enough to show "processing" (scrape jobs).
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 

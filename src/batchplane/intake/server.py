@@ -14,6 +14,7 @@ from batchplane.api.enrichment.v1 import enrichment_pb2_grpc
 from batchplane.api.framework.v1 import framework_pb2, framework_pb2_grpc
 from batchplane.api.lookup.v1 import lookup_pb2, lookup_pb2_grpc
 from batchplane.api.processor.v1 import executor_pb2_grpc
+from batchplane.api.scrape.v1 import scrape_pb2, scrape_pb2_grpc
 from batchplane.bus.publisher import OutboxPublisher
 from batchplane.core.clock import Clock, SystemClock
 from batchplane.core.errors import Unavailable
@@ -35,6 +36,8 @@ from batchplane.intake.idempotency import IdempotencyGate
 from batchplane.intake.lookup_api import BulkLookupApi
 from batchplane.intake.lookups import LookupIntake
 from batchplane.intake.ratelimit import make_rate_limiter
+from batchplane.intake.scrape_api import ScrapeApi
+from batchplane.intake.scrapes import ScrapeIntake
 from batchplane.intake.wire_errors import ErrorInterceptor
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ SERVICE_NAMES = (
     lookup_pb2.DESCRIPTOR.services_by_name["BulkLookupService"].full_name,
     framework_pb2.DESCRIPTOR.services_by_name["BatchFrameworkService"].full_name,
     ENRICHMENT_SERVICE,
+    scrape_pb2.DESCRIPTOR.services_by_name["ScrapeService"].full_name,
 )
 PURGE_INTERVAL_S = 600
 
@@ -103,6 +107,21 @@ class IntakeService:
                     on_commit=self.publisher.relay.wake,
                 ),
                 extra_suffixes=settings.lookup.extra_suffixes,
+            ),
+            self.server,
+        )
+        scrape_pb2_grpc.add_ScrapeServiceServicer_to_server(
+            ScrapeApi(
+                self.database,
+                guard,
+                self.gate,
+                ScrapeIntake(
+                    self.database,
+                    credits_per_url=settings.scrape_credits_per_url,
+                    kafka=settings.kafka,
+                    clock=clock,
+                    on_commit=self.publisher.relay.wake,
+                ),
             ),
             self.server,
         )

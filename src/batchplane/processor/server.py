@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,6 +22,7 @@ from batchplane.processor.consumer import WorkConsumer
 from batchplane.processor.handlers.base import ItemHandler
 from batchplane.processor.handlers.enrichment import EnrichmentHandler
 from batchplane.processor.handlers.lookup import LookupHandler
+from batchplane.processor.handlers.scrape import ScrapeHandler
 from batchplane.processor.pipeline import ItemPipeline
 from batchplane.processor.sweeper import TimeoutSweeper
 from batchplane.processor.sync.executor import ItemExecutor
@@ -52,6 +54,15 @@ class ProcessorService:
         self.database = Database(settings.effective_database_url)
         self.publisher = OutboxPublisher(settings, self.database)
         self.fetcher = Fetcher(fetch_settings(settings))
+        # Scrape jobs bound their own time (timeout_per_url, up to 300 s) and read
+        # larger pages than lookups do.
+        self.scrape_fetcher = Fetcher(
+            replace(
+                fetch_settings(settings),
+                timeout_s=300.0,
+                max_body_bytes=settings.scrape_max_body_bytes,
+            )
+        )
         # Compiling the fingerprint database takes about a second: once per process.
         fingerprints = FingerprintDatabase.load()
         handlers: list[ItemHandler] = [
@@ -69,6 +80,7 @@ class ProcessorService:
                 clock=clock,
                 freshness_s=settings.enrichment.freshness_s,
             ),
+            ScrapeHandler(self.database, self.scrape_fetcher, clock=clock),
         ]
         self.pipeline = ItemPipeline(
             self.database,
@@ -115,6 +127,7 @@ class ProcessorService:
         )
         await self.server.start()
         await self.fetcher.start()
+        await self.scrape_fetcher.start()
         self.publisher.start()
         self._consume_task = asyncio.create_task(self.consumer.run(), name="work-consumer")
         self._sweep_task = asyncio.create_task(self.sweeper.run(), name="timeout-sweeper")
@@ -129,6 +142,7 @@ class ProcessorService:
         await cancel_and_wait(self._consume_task)
         await self.publisher.stop()
         await self.fetcher.close()
+        await self.scrape_fetcher.close()
         await self.server.stop(2)
         await self.database.dispose()
 

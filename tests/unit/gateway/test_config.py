@@ -43,4 +43,5 @@ def test_every_public_service_is_transcoded() -> None:
         "batchplane.api.lookup.v1.BulkLookupService",
         "batchplane.api.framework.v1.BatchFrameworkService",
         "batchplane.api.enrichment.v1.EnrichmentOperationsService",
+        "batchplane.api.scrape.v1.ScrapeService",
     ]
