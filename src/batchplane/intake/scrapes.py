@@ -82,6 +82,9 @@ def _is_http_url(url: str) -> bool:
 def _schema(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest("schema must be a JSON Schema object")
+    remote = _remote_ref(value)
+    if remote is not None:
+        raise InvalidRequest(f"schema $ref must point inside the schema (#…), got {remote!r}")
     try:
         validators.validator_for(value).check_schema(value)
     except schema_errors.SchemaError as error:
@@ -89,6 +92,20 @@ def _schema(value: Any) -> dict[str, Any]:
         where = f" at {path}" if path else ""
         raise InvalidRequest(f"schema is not a valid JSON Schema{where}: {error.message}") from None
     return value
+
+
+def _remote_ref(value: Any) -> str | None:
+    """The first `$ref` that names another document: nothing is ever fetched for a schema."""
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return ref
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return None
+    return next((r for r in map(_remote_ref, children) if r is not None), None)
 
 
 def _options(value: Any) -> dict[str, Any]:

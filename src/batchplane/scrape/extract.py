@@ -103,6 +103,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
+from referencing.exceptions import Unresolvable
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 # These private helpers of the enrichment extractor already run extruct robustly (one
@@ -162,7 +163,8 @@ def extract_items(
 
     Returns at most `max_items` items (none when it is below 1), in page order, each with
     only the schema's properties that have a value. Raises `ValueError` when `schema` is
-    not a valid JSON schema; never raises because of the page's content.
+    not a valid JSON schema or `$ref`s another document (nothing is fetched); never
+    raises because of the page's content.
     """
     plan = _Plan(schema)
     if max_items < 1:
@@ -213,9 +215,13 @@ class _Plan:
     def map(self, record: _Record, base_url: str) -> Item | None:
         """The record as a valid item, or `None` when nothing maps or it is invalid."""
         item = _map_properties(record, self.properties, _Context(self.root, base_url))
-        if not item or not self.validator.is_valid(item):
+        if not item:
             return None
-        return item
+        try:
+            valid = self.validator.is_valid(item)
+        except Unresolvable as exc:  # a `$ref` to another document: nothing is fetched
+            raise ValueError(f"invalid JSON schema: {exc}") from exc
+        return item if valid else None
 
 
 def _item_schema(schema: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -516,7 +522,7 @@ def _texts(value: Any) -> Iterator[str]:
             text = _collapse(scalar)
             if text and not text.startswith("_:"):  # RDFa blank nodes are not values
                 yield text
-        elif math.isfinite(scalar):
+        elif isinstance(scalar, int) or math.isfinite(scalar):
             yield str(scalar)
 
 
@@ -526,7 +532,7 @@ def _untyped(raw: Any) -> Any:
             text = _collapse(scalar)
             if text:
                 return text
-        elif isinstance(scalar, bool) or math.isfinite(scalar):
+        elif isinstance(scalar, int) or math.isfinite(scalar):
             return scalar
     return None
 
@@ -545,10 +551,18 @@ def _to_number(raw: Any, schema: Mapping[str, Any], ctx: _Context) -> float | No
     for scalar in _scalars(raw):
         if isinstance(scalar, bool):
             continue
-        number = _parse_number(scalar) if isinstance(scalar, str) else float(scalar)
-        if number is not None and math.isfinite(number):
+        number = _parse_number(scalar) if isinstance(scalar, str) else _finite(scalar)
+        if number is not None:
             return number
     return None
+
+
+def _finite(number: int | float) -> float | None:
+    try:
+        value = float(number)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _to_integer(raw: Any, schema: Mapping[str, Any], ctx: _Context) -> int | None:
@@ -632,8 +646,8 @@ def _parse_number(text: str) -> float | None:
     match = _NUMBER.search(text)
     if match is None:
         return None
-    value = float(_plain_amount(match["amount"]))
-    return -value if match["sign"] else value
+    value = _finite(float(_plain_amount(match["amount"])))
+    return -value if value is not None and match["sign"] else value
 
 
 def _plain_amount(amount: str) -> str:

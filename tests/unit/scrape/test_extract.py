@@ -406,6 +406,12 @@ def test_an_invalid_schema_raises_value_error() -> None:
         )
 
 
+def test_a_ref_to_another_document_raises_value_error() -> None:
+    schema = _schema(title={"$ref": "https://schemas.test/title.json"})
+    with pytest.raises(ValueError, match="invalid JSON schema"):
+        extract_items(CARD_GRID_URL, CARD_GRID, schema, max_items=1)
+
+
 # ---------------------------------------------------------------------------------------
 # Coercion
 # ---------------------------------------------------------------------------------------
@@ -435,6 +441,7 @@ def _coerced(value: Any, prop: dict[str, Any]) -> Any:
         ("from $89.90 to $129.90", 89.9),
         ("-3.5", -3.5),
         (42, 42.0),
+        (10**400, "<absent>"),
         ("Free", "<absent>"),
         (True, "<absent>"),
     ],
@@ -470,6 +477,7 @@ def test_booleans_from_text(raw: Any, expected: Any) -> None:
     ("raw", "prop", "expected"),
     [
         (1299, {"type": "string"}, "1299"),
+        (10**400, {"type": "string"}, "1" + "0" * 400),
         ("  two\n words ", {"type": "string"}, "two words"),
         ("March 3, 2024", {"type": "string", "format": "date"}, "2024-03-03"),
         ("2024-03-03T23:30:00-05:00", {"type": "string", "format": "date"}, "2024-03-03"),

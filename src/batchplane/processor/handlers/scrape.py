@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from dateutil import parser as date_parser
@@ -88,14 +89,7 @@ class ScrapeHandler:
         try:
             page = await _within(timeout, self._fetcher.fetch(item.input))
             _check_page(page)
-            extracted = await asyncio.to_thread(
-                extract_items,
-                page.url,
-                page.text,
-                item.params.get("schema", {}),
-                max_items=int(options.get("max_items_per_url", 50)),
-                date_filter=_date_filter(options.get("date_filter")),
-            )
+            extracted = await _extract(page, item.params.get("schema", {}), options)
         except JobFailed as failure:
             return Outcome(
                 item.batch_id,
@@ -146,6 +140,22 @@ async def _within(timeout_s: float, fetching: Any) -> FetchResult:
         raise JobFailed(error.code, str(error)) from None
 
 
+async def _extract(
+    page: FetchResult, schema: dict[str, Any], options: dict[str, Any]
+) -> list[dict[str, Any]]:
+    try:
+        return await asyncio.to_thread(
+            extract_items,
+            page.url,
+            page.text,
+            schema,
+            max_items=int(options.get("max_items_per_url", 50)),
+            date_filter=_date_filter(options.get("date_filter")),
+        )
+    except ValueError as error:  # a schema the extractor cannot use
+        raise JobFailed("invalid_schema", str(error)) from None
+
+
 def _check_page(page: FetchResult) -> None:
     if page.status >= 400:
         raise JobFailed("http_status", f"the server answered HTTP {page.status}")
@@ -162,5 +172,13 @@ def _date_filter(raw: dict[str, Any] | None) -> DateFilter | None:
     return DateFilter(
         field=raw["field"],
         start=date_parser.isoparse(raw["from"]) if raw.get("from") else None,
-        end=date_parser.isoparse(raw["to"]) if raw.get("to") else None,
+        end=_end_of(raw["to"]) if raw.get("to") else None,
     )
+
+
+def _end_of(bound: str) -> datetime:
+    """`to` is inclusive: a bare date means the end of that day."""
+    moment = date_parser.isoparse(bound)
+    if len(bound.strip()) == len("2024-03-31"):
+        moment = moment + timedelta(days=1) - timedelta(microseconds=1)
+    return moment
