@@ -107,9 +107,9 @@ def extract(page: PageInput, fields: Iterable[str] | None = None) -> dict[str, A
 # ---------------------------------------------------------------------------------------
 
 # Their contents are never shown, so emails or phones inside them are not contacts.
-_INVISIBLE_TAGS: Final = ["script", "style", "noscript", "template"]
+INVISIBLE_TAGS: Final = ["script", "style", "noscript", "template"]
 # Pages that declare schema.org RDFa; only those are worth pyRdfa's cost.
-_SCHEMA_RDFA_SELECTOR: Final = (
+SCHEMA_RDFA_SELECTOR: Final = (
     '[vocab*="schema.org"], [prefix*="schema.org"], [typeof*="schema"], [property^="schema:"]'
 )
 _JSONLD_XPATH: Final = '//script[@type="application/ld+json"]'
@@ -125,7 +125,7 @@ class _Document:
         self.dom = LexborHTMLParser(self.html)
         # Nothing this class reads from the DOM lives inside these (JSON-LD is read by
         # extruct from its own tree), so they are dropped once rather than skipped per use.
-        self.dom.strip_tags(_INVISIBLE_TAGS, recursive=True)
+        self.dom.strip_tags(INVISIBLE_TAGS, recursive=True)
         # A <br> separates words; without this, paragraph text would glue them together.
         for br in self.dom.css("br"):
             br.replace_with(" ")
@@ -165,7 +165,7 @@ class _Document:
         return list(_flatten(items))
 
     def _structured_items(self) -> list[Any]:
-        use_rdfa = self.dom.css_first(_SCHEMA_RDFA_SELECTOR) is not None
+        use_rdfa = self.dom.css_first(SCHEMA_RDFA_SELECTOR) is not None
         parse = parse_xmldom_html if use_rdfa else parse_html
         try:
             # Bytes, because lxml refuses a str that starts with an XML encoding declaration.
@@ -173,14 +173,14 @@ class _Document:
         except Exception:  # lxml rejects some inputs (e.g. only whitespace)
             logger.debug("structured data: HTML not parsable for %s", self.url, exc_info=True)
             return []
-        items: list[Any] = _jsonld_items(tree, self.url)
-        items.extend(_extruct_items(tree, self.url, "microdata"))
+        items: list[Any] = jsonld_items(tree, self.url)
+        items.extend(extruct_items(tree, self.url, "microdata"))
         if use_rdfa:
-            items.extend(_rdfa_nodes(_extruct_items(tree, self.url, "rdfa")))
+            items.extend(rdfa_nodes(extruct_items(tree, self.url, "rdfa")))
         return items
 
 
-def _jsonld_items(tree: Any, url: str) -> list[Any]:
+def jsonld_items(tree: Any, url: str) -> list[Any]:
     """JSON-LD, block by block: extruct gives up on the whole page at the first bad one."""
     items: list[Any] = []
     extractor = JsonLdExtractor()
@@ -192,7 +192,7 @@ def _jsonld_items(tree: Any, url: str) -> list[Any]:
     return items
 
 
-def _extruct_items(tree: Any, url: str, syntax: str) -> list[Any]:
+def extruct_items(tree: Any, url: str, syntax: str) -> list[Any]:
     """One extruct syntax on the parsed tree; its failure costs only that syntax."""
     try:
         data = extruct.extract(tree, base_url=url, syntaxes=[syntax], uniform=True)
@@ -211,7 +211,7 @@ _MAX_DEPTH: Final = 16
 _SCHEMA_IRI: Final = re.compile(r"^https?://schema\.org/", re.IGNORECASE)
 
 
-def _local_name(key: str) -> str:
+def local_name(key: str) -> str:
     """`http://schema.org/email`, `schema:email` and `email` all become `email`."""
     if key.startswith("@"):
         return key
@@ -226,13 +226,13 @@ def _flatten(value: Any, depth: int = 0) -> Iterator[Node]:
         for item in value:
             yield from _flatten(item, depth + 1)
     elif isinstance(value, dict):
-        yield {_local_name(str(key)): item for key, item in value.items()}
+        yield {local_name(str(key)): item for key, item in value.items()}
         for item in value.values():
             if isinstance(item, dict | list):
                 yield from _flatten(item, depth + 1)
 
 
-def _rdfa_nodes(graph: list[Any]) -> list[Node]:
+def rdfa_nodes(graph: list[Any]) -> list[Node]:
     """extruct's RDFa graph as plain nodes: schema.org properties only, values as strings.
 
     References (`{"@id": ...}`) stay strings: referenced nodes are in the graph anyway,
@@ -257,10 +257,10 @@ def _rdfa_value(value: Any) -> Any:
     return value
 
 
-def _types(node: Node) -> set[str]:
+def schema_types(node: Node) -> set[str]:
     raw = node.get("@type")
     values = raw if isinstance(raw, list) else [raw]
-    return {_local_name(t) for t in values if isinstance(t, str)}
+    return {local_name(t) for t in values if isinstance(t, str)}
 
 
 def _texts(value: Any) -> Iterator[str]:
@@ -494,15 +494,15 @@ def _summary(doc: _Document) -> str | None:
 
 def _schema_description(doc: _Document) -> str | None:
     for node in doc.nodes:
-        if _describes_organization_or_person(node):
+        if describes_organization_or_person(node):
             text = _first_text(node.get("description"))
             if text:
                 return text
     return None
 
 
-def _describes_organization_or_person(node: Node) -> bool:
-    types = _types(node)
+def describes_organization_or_person(node: Node) -> bool:
+    types = schema_types(node)
     if types & _DESCRIBED_TYPES or any(t.endswith(_DESCRIBED_SUFFIXES) for t in types):
         return True
     # LocalBusiness has hundreds of subtypes (Bakery, Dentist...); they carry an address,
@@ -660,7 +660,7 @@ def _address(doc: _Document) -> dict[str, str] | None:
     `"address": {"streetAddress": ...}` without `@type`.
     """
     for node in doc.nodes:
-        types = _types(node)
+        types = schema_types(node)
         if types and "PostalAddress" not in types:
             continue
         address = {key: text for key in _ADDRESS_KEYS if (text := _first_text(node.get(key)))}

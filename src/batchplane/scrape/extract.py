@@ -110,14 +110,14 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 # JSON-LD block at a time, each syntax isolated, RDFa reduced to schema.org nodes); they
 # are imported rather than copied so both extractors read structured data the same way.
 from batchplane.enrichment.extract import (
-    _INVISIBLE_TAGS,
-    _SCHEMA_RDFA_SELECTOR,
-    _describes_organization_or_person,
-    _extruct_items,
-    _jsonld_items,
-    _local_name,
-    _rdfa_nodes,
-    _types,
+    INVISIBLE_TAGS,
+    SCHEMA_RDFA_SELECTOR,
+    describes_organization_or_person,
+    extruct_items,
+    jsonld_items,
+    local_name,
+    rdfa_nodes,
+    schema_types,
 )
 
 logger = logging.getLogger(__name__)
@@ -583,7 +583,7 @@ def _to_boolean(raw: Any, schema: Mapping[str, Any], ctx: _Context) -> bool | No
     for scalar in _scalars(raw):
         if isinstance(scalar, bool):
             return scalar
-        word = _norm(_local_name(str(scalar)))
+        word = _norm(local_name(str(scalar)))
         if word in _TRUE or word in _FALSE:
             return word in _TRUE
     return None
@@ -618,7 +618,7 @@ def _match_enum(raw: Any, enum: list[Any]) -> Any:
         for allowed in enum:
             if allowed == scalar and type(allowed) is type(scalar):
                 return allowed
-        wanted = _norm(_local_name(str(scalar))) if isinstance(scalar, str) else None
+        wanted = _norm(local_name(str(scalar))) if isinstance(scalar, str) else None
         for allowed in enum:
             if wanted and isinstance(allowed, str) and _norm(allowed) == wanted:
                 return allowed
@@ -880,14 +880,14 @@ class _Page:
         self.dom = LexborHTMLParser(html)
         # Nothing read from this DOM lives in scripts (extruct reads JSON-LD from its own
         # lxml tree); a <br> separates words that text extraction would otherwise glue.
-        self.dom.strip_tags(_INVISIBLE_TAGS, recursive=True)
+        self.dom.strip_tags(INVISIBLE_TAGS, recursive=True)
         for br in self.dom.css("br"):
             br.replace_with(" ")
 
     @cached_property
     def structured(self) -> list[Any]:
         """JSON-LD documents, microdata items and RDFa nodes, in that order."""
-        use_rdfa = self.dom.css_first(_SCHEMA_RDFA_SELECTOR) is not None
+        use_rdfa = self.dom.css_first(SCHEMA_RDFA_SELECTOR) is not None
         parse = parse_xmldom_html if use_rdfa else parse_html
         try:
             # Bytes, because lxml refuses a str that starts with an XML encoding declaration.
@@ -895,10 +895,10 @@ class _Page:
         except Exception:  # lxml rejects some inputs (e.g. only whitespace)
             logger.debug("structured data: HTML not parsable for %s", self.url, exc_info=True)
             return []
-        items: list[Any] = _jsonld_items(tree, self.url)
-        items.extend(_extruct_items(tree, self.url, "microdata"))
+        items: list[Any] = jsonld_items(tree, self.url)
+        items.extend(extruct_items(tree, self.url, "microdata"))
         if use_rdfa:
-            items.extend(_rdfa_nodes(_extruct_items(tree, self.url, "rdfa")))
+            items.extend(rdfa_nodes(extruct_items(tree, self.url, "rdfa")))
         return items
 
     @cached_property
@@ -968,9 +968,9 @@ def _structured_records(page: _Page, budget: _Budget) -> Iterator[_Record]:
         for node, listed in _item_nodes(document, listed=False, depth=0):
             if not budget.spend():
                 return
-            identity = not listed and _describes_organization_or_person(node)
+            identity = not listed and describes_organization_or_person(node)
             source = _IDENTITY if identity else _STRUCTURED
-            yield _node_record(node, source, "ld:" + ",".join(sorted(_types(node))))
+            yield _node_record(node, source, "ld:" + ",".join(sorted(schema_types(node))))
 
 
 def _item_nodes(value: Any, *, listed: bool, depth: int) -> Iterator[tuple[Node, bool]]:
@@ -983,8 +983,8 @@ def _item_nodes(value: Any, *, listed: bool, depth: int) -> Iterator[tuple[Node,
         return
     if not isinstance(value, dict):
         return
-    node = {_local_name(str(key)): item for key, item in value.items()}
-    types = _types(node)
+    node = {local_name(str(key)): item for key, item in value.items()}
+    types = schema_types(node)
     if "@graph" in node:
         yield from _item_nodes(node["@graph"], listed=listed, depth=depth + 1)
     elif types & _CONTAINER_TYPES:
@@ -1017,7 +1017,7 @@ def _node_record(node: Node, source: int, group: str) -> _Record:
     and the nested leaf names as aliases."""
     record = _Record(source, group, {})
     for key, value in node.items():
-        name = _local_name(str(key))
+        name = local_name(str(key))
         if name == "@context":
             continue
         record.own.setdefault(name, value)
@@ -1030,7 +1030,7 @@ def _add_paths(record: _Record, prefix: str, value: Any, depth: int) -> None:
     if not isinstance(nested, dict) or depth > _MAX_NESTING:
         return
     for key, child in nested.items():
-        name = _local_name(str(key))
+        name = local_name(str(key))
         if name.startswith("@"):
             continue
         path = f"{prefix}.{name}"
