@@ -78,7 +78,10 @@ def stack_env(
     site_hosts: list[str],
     extra: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[str, int]]:
-    ports = {name: free_port() for name in ("gateway", "admin", "intake", "processor", "https")}
+    ports = {
+        name: free_port()
+        for name in ("gateway", "admin", "intake", "processor", "notifier", "https")
+    }
     plans_file = state_dir / "plans.json"
     state_dir.mkdir(parents=True, exist_ok=True)
     plans_file.write_text(json.dumps(TEST_PLANS))
@@ -96,6 +99,11 @@ def stack_env(
         "BATCHPLANE_EVENTS_TOPIC": f"test.events.{suffix}",
         "BATCHPLANE_DEAD_LETTER_TOPIC": f"test.dlq.{suffix}",
         "BATCHPLANE_PROCESSOR_GROUP": f"test-processor-{suffix}",
+        "BATCHPLANE_NOTIFIER_GROUP": f"test-notifier-{suffix}",
+        "BATCHPLANE_NOTIFIER_PORT": str(ports["notifier"]),
+        # Time-compressed webhook retries: a dead endpoint is dead-lettered in about a second.
+        "BATCHPLANE_WEBHOOK_RETRY_SCHEDULE": "0.3s,0.3s,0.3s",
+        "BATCHPLANE_WEBHOOK_TIMEOUT_S": "2",
         "BATCHPLANE_KAFKA_SESSION_TIMEOUT_MS": "2000",
         "BATCHPLANE_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "BATCHPLANE_OUTBOUND_ALLOW_NETWORKS": "127.0.0.0/8",

@@ -4,15 +4,17 @@ SQLite database when unset). Each prints one JSON object."""
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from typing import Any
 
 from batchplane.core.clock import SystemClock, rfc3339
 from batchplane.core.plans import DEFAULT_PLANS
 from batchplane.core.scopes import ALL_SCOPES
 from batchplane.core.settings import Settings
-from batchplane.db import billing, tenancy
+from batchplane.db import billing, tenancy, webhooks
 from batchplane.db.engine import Database
 from batchplane.db.migrate import upgrade_async
+from batchplane.notifier.delivery import new_secret
 
 
 class AdminError(Exception):
@@ -37,6 +39,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     show = sub.add_parser("show-org", help="plan, credit balance, usage and recent ledger")
     show.add_argument("org_id")
+    secret = sub.add_parser(
+        "webhook-secret", help="show (creating one if needed) or rotate the webhook signing secret"
+    )
+    secret.add_argument("org_id")
+    secret.add_argument("--rotate", action="store_true")
     credits = sub.add_parser("add-credits", help="top up an organisation's balance")
     credits.add_argument("org_id")
     credits.add_argument("amount", type=int)
@@ -67,6 +74,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             )
         if command == "show-org":
             return await show_org(database, args.org_id, settings)
+        if command == "webhook-secret":
+            return await webhook_secret(database, args.org_id, settings, rotate=args.rotate)
         if command == "add-credits":
             return await add_credits(database, args.org_id, args.amount)
         raise AdminError(f"unknown command {command}")
@@ -179,3 +188,23 @@ async def add_credits(database: Database, org_id: str, amount: int) -> dict[str,
             note="top-up",
         )
     return {"org_id": org_id, "added": amount, "credit_balance": balance}
+
+
+async def webhook_secret(
+    database: Database, org_id: str, settings: Settings, *, rotate: bool
+) -> dict[str, Any]:
+    """The secrets receivers verify with; after a rotation the old one signs for a while."""
+    now = SystemClock().now()
+    async with database.transaction() as session:
+        if await tenancy.get_organization(session, org_id=org_id) is None:
+            raise AdminError(f"organization {org_id} not found")
+        if rotate:
+            await webhooks.rotate_secret(
+                session,
+                org_id=org_id,
+                secret=new_secret(),
+                now=now,
+                overlap=timedelta(seconds=settings.webhooks.secret_overlap_s),
+            )
+        secrets = await webhooks.signing_secrets(session, org_id=org_id, now=now, create=new_secret)
+    return {"org_id": org_id, "secret": secrets[0], "also_signing": secrets[1:]}

@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run the whole local stack (broker, services, gateway)")
     serve = commands.add_parser("serve", help="run one service")
-    serve.add_argument("service", choices=["intake", "processor"])
+    serve.add_argument("service", choices=["intake", "processor", "notifier"])
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
     gateway = commands.add_parser("gateway", help="Envoy configuration")
@@ -61,10 +61,14 @@ def _serve(service: str, settings: Settings) -> int:
         from batchplane.intake.server import run as run_intake
 
         run_service(lambda stop: run_intake(settings, stop))
-    else:
+    elif service == "processor":
         from batchplane.processor.server import run as run_processor
 
         run_service(lambda stop: run_processor(settings, stop))
+    else:
+        from batchplane.notifier.server import run as run_notifier
+
+        run_service(lambda stop: run_notifier(settings, stop))
     return 0
 
 

@@ -33,6 +33,7 @@ class KafkaSettings:
     work_partitions: int = 12
     events_partitions: int = 12
     processor_group: str = "batchplane-processor"
+    notifier_group: str = "batchplane-notifier"
     # Apache Kafka refuses session timeouts under 6 s by default; the local
     # broker and the tests use shorter ones to rebalance in about a second.
     session_timeout_ms: int = 10_000
@@ -76,6 +77,21 @@ class EnrichmentSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Webhook delivery: retry schedule, limits, and which plain-http hosts are allowed."""
+
+    # Delays after each failed attempt; about a day in all, then dead-lettered.
+    retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
+    timeout_s: float = 15.0
+    per_endpoint_concurrency: int = 4
+    max_in_flight: int = 100
+    # http:// webhook URLs are refused except for these hosts (https is always fine).
+    allow_http_hosts: frozenset[str] = frozenset()
+    # How long a rotated-out signing secret keeps signing.
+    secret_overlap_s: int = 24 * 3600
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a batchplane process needs, resolved from the environment."""
 
@@ -85,6 +101,9 @@ class Settings:
     lookup: LookupSettings = field(default_factory=LookupSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     scrape_credits_per_url: int = 1
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    notifier_host: str = "127.0.0.1"
+    notifier_port: int = 50053
     # Largest page a scrape job reads; a larger one fails the job as too large.
     scrape_max_body_bytes: int = 5_000_000
     # CIDRs outbound fetches may reach although private or loopback.
@@ -142,6 +161,7 @@ class Settings:
                 "BATCHPLANE_EVENTS_PARTITIONS", KafkaSettings.events_partitions
             ),
             processor_group=e.text("BATCHPLANE_PROCESSOR_GROUP", KafkaSettings.processor_group),
+            notifier_group=e.text("BATCHPLANE_NOTIFIER_GROUP", KafkaSettings.notifier_group),
             session_timeout_ms=e.integer(
                 "BATCHPLANE_KAFKA_SESSION_TIMEOUT_MS", KafkaSettings.session_timeout_ms
             ),
@@ -177,6 +197,18 @@ class Settings:
             lookup=lookup,
             enrichment=enrichment,
             scrape_credits_per_url=e.integer("BATCHPLANE_SCRAPE_CREDITS_PER_URL", 1),
+            webhooks=WebhookSettings(
+                retry_schedule=e.text(
+                    "BATCHPLANE_WEBHOOK_RETRY_SCHEDULE", WebhookSettings.retry_schedule
+                ),
+                timeout_s=e.number("BATCHPLANE_WEBHOOK_TIMEOUT_S", 15.0),
+                per_endpoint_concurrency=e.integer("BATCHPLANE_WEBHOOK_PER_ENDPOINT", 4),
+                max_in_flight=e.integer("BATCHPLANE_WEBHOOK_MAX_IN_FLIGHT", 100),
+                allow_http_hosts=frozenset(e.items("BATCHPLANE_WEBHOOK_ALLOW_HTTP_HOSTS")),
+                secret_overlap_s=e.integer("BATCHPLANE_WEBHOOK_SECRET_OVERLAP_S", 24 * 3600),
+            ),
+            notifier_host=e.text("BATCHPLANE_NOTIFIER_HOST", "127.0.0.1"),
+            notifier_port=e.integer("BATCHPLANE_NOTIFIER_PORT", 50053),
             scrape_max_body_bytes=e.integer("BATCHPLANE_SCRAPE_MAX_BODY_BYTES", 5_000_000),
             outbound_allow_networks=tuple(e.items("BATCHPLANE_OUTBOUND_ALLOW_NETWORKS")),
             intake_host=e.text("BATCHPLANE_INTAKE_HOST", "127.0.0.1"),

@@ -279,3 +279,69 @@ class GlobalEnrichment(Base):
     data_found: Mapped[bool] = mapped_column(Boolean)
     data: Mapped[Any] = mapped_column(Json, nullable=True)
     fetched_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class WebhookSecret(Base):
+    """An organisation's webhook signing secrets. A rotated-out secret keeps signing
+    until `retired_at`, so receivers can switch over without dropping deliveries."""
+
+    __tablename__ = "webhook_secrets"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(40), index=True)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    retired_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class WebhookDelivery(Base):
+    """One webhook message to one URL; its id is the stable `webhook-id`."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_batch", "batch_id", "kind", "status"),
+        Index("ix_webhook_deliveries_org_created", "org_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(60), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40))
+    batch_id: Mapped[int] = mapped_column(Integer)
+    # "item" or "completion": a completion waits for the batch's item messages.
+    kind: Mapped[str] = mapped_column(String(20))
+    event_type: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    # pending → delivered | failed | dead (retries exhausted) | disabled (410)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class WebhookAttempt(Base):
+    """Every delivery attempt, kept for the delivery log."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(60), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(Timestamp)
+    verdict: Mapped[str] = mapped_column(String(20))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    response_snippet: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class DisabledEndpoint(Base):
+    """A webhook URL that answered 410 Gone: nothing more is sent to it."""
+
+    __tablename__ = "disabled_endpoints"
+
+    org_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    disabled_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -9,14 +9,15 @@ import orjson
 from google.api import httpbody_pb2
 
 from batchplane.api.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
-from batchplane.core.errors import BatchplaneError, NotFound
+from batchplane.core.errors import BatchplaneError, InvalidRequest, NotFound
 from batchplane.core.scopes import ENRICHMENT_READ, ENRICHMENT_WRITE
 from batchplane.db.enrichments import record_json
-from batchplane.enrichment.tasks import MAX_TASKS, parse_task_batch
+from batchplane.enrichment.tasks import MAX_TASKS, parse_task_batch, validation_error
 from batchplane.intake.auth import Metadata
 from batchplane.intake.enrichments import EnrichmentIntake
 from batchplane.intake.guard import Admitted, Guard
 from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
+from batchplane.intake.webhook_urls import WebhookUrlPolicy
 from batchplane.intake.wire_errors import send_http_status
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -43,11 +44,13 @@ class EnrichmentOperationsApi(enrichment_pb2_grpc.EnrichmentOperationsServiceSer
         intake: EnrichmentIntake,
         *,
         extra_suffixes: frozenset[str],
+        webhook_urls: WebhookUrlPolicy,
     ) -> None:
         self._guard = guard
         self._gate = gate
         self._intake = intake
         self._extra_suffixes = extra_suffixes
+        self._webhook_urls = webhook_urls
 
     async def TriggerEnrichments(
         self, request: enrichment_pb2.EnrichmentTasksRequest, context: Context
@@ -66,6 +69,10 @@ class EnrichmentOperationsApi(enrichment_pb2_grpc.EnrichmentOperationsServiceSer
         batch = parse_task_batch(
             raw, cap=self._cap(admitted), extra_suffixes=self._extra_suffixes, trigger=True
         )
+        try:
+            self._webhook_urls.check(batch.webhook_url)
+        except InvalidRequest as error:
+            raise validation_error(error.message) from None
         records = await self._intake.trigger(admitted.caller, admitted.plan, batch)
         return Reply(json_body([record_json(r) for r in records]), status=202)
 

@@ -21,6 +21,7 @@ from batchplane.intake.guard import Admitted, Guard
 from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
 from batchplane.intake.json_body import string_array
 from batchplane.intake.lookups import FAMILY, LookupIntake, LookupRequest, parse_lookup_json
+from batchplane.intake.webhook_urls import WebhookUrlPolicy
 from batchplane.intake.wire_errors import send_http_status
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -41,12 +42,14 @@ class BulkLookupApi(lookup_pb2_grpc.BulkLookupServiceServicer):
         gate: IdempotencyGate,
         intake: LookupIntake,
         settings: LookupSettings,
+        webhook_urls: WebhookUrlPolicy,
     ) -> None:
         self._database = database
         self._guard = guard
         self._gate = gate
         self._intake = intake
         self._settings = settings
+        self._webhook_urls = webhook_urls
 
     async def CreateBulkLookup(
         self, request: lookup_pb2.CreateBulkLookupRequest, context: Context
@@ -72,6 +75,7 @@ class BulkLookupApi(lookup_pb2_grpc.BulkLookupServiceServicer):
             lookup = parse_lookup_json(http_body, self._settings, max_domains=cap)
         else:
             lookup = self._from_typed(request, cap)
+        self._webhook_urls.check(lookup.webhook_url)
         batch = await self._intake.submit(admitted.caller, admitted.plan, lookup)
         return Reply(
             lookup_pb2.BulkLookupBatch(**_batch_fields(batch)),
@@ -123,6 +127,7 @@ class BulkLookupApi(lookup_pb2_grpc.BulkLookupServiceServicer):
                 else self._settings.default_max_age_ms
             ),
             list_id=request.list_id if request.HasField("list_id") else None,
+            webhook_url=request.webhook_url if request.HasField("webhook_url") else None,
         )
 
 

@@ -24,7 +24,7 @@ from batchplane.intake.json_body import (
 from batchplane.lookup.domains import InvalidDomain, normalise_domain
 
 FAMILY = "lookup"
-_FIELDS = frozenset({"domains", "recompute", "max_age", "list_id"})
+_FIELDS = frozenset({"domains", "recompute", "max_age", "list_id", "webhook_url"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class LookupRequest:
     recompute: bool
     max_age_ms: int
     list_id: int | None
+    webhook_url: str | None = None
 
 
 def parse_lookup_json(
@@ -51,6 +52,7 @@ def parse_lookup_json(
         recompute=optional_bool(body, "recompute", False),
         max_age_ms=_max_age(optional_int(body, "max_age", minimum=0, maximum=2**53), settings),
         list_id=optional_int(body, "list_id", minimum=1, maximum=INT32_MAX),
+        webhook_url=body.get("webhook_url"),  # checked by the route's WebhookUrlPolicy
     )
 
 
@@ -122,6 +124,7 @@ class LookupIntake:
                     "recompute": request.recompute,
                     "max_age_ms": request.max_age_ms,
                     "list_id": request.list_id,
+                    "webhook_url": request.webhook_url,
                 },
                 unit_credits=self._lookup.credits_per_domain,
                 kafka=self._kafka,

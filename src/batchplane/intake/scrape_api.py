@@ -21,6 +21,7 @@ from batchplane.intake.auth import Metadata
 from batchplane.intake.guard import Admitted, Guard
 from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
 from batchplane.intake.scrapes import FAMILY, MAX_URLS, ScrapeIntake, parse_scrape_json
+from batchplane.intake.webhook_urls import WebhookUrlPolicy
 from batchplane.intake.wire_errors import send_http_status
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -52,12 +53,18 @@ def items_of(item: BatchItem) -> list[dict[str, Any]]:
 
 class ScrapeApi(scrape_pb2_grpc.ScrapeServiceServicer):
     def __init__(
-        self, database: Database, guard: Guard, gate: IdempotencyGate, intake: ScrapeIntake
+        self,
+        database: Database,
+        guard: Guard,
+        gate: IdempotencyGate,
+        intake: ScrapeIntake,
+        webhook_urls: WebhookUrlPolicy,
     ) -> None:
         self._database = database
         self._guard = guard
         self._gate = gate
         self._intake = intake
+        self._webhook_urls = webhook_urls
 
     async def CreateScrapeBatch(
         self, request: scrape_pb2.CreateScrapeBatchRequest, context: Context
@@ -74,7 +81,9 @@ class ScrapeApi(scrape_pb2_grpc.ScrapeServiceServicer):
 
     async def _create(self, admitted: Admitted, raw: bytes) -> Reply[scrape_pb2.ScrapeBatch]:
         cap = min(admitted.plan.max_batch_size, MAX_URLS)
-        scrape = parse_scrape_json(raw, caller_org=admitted.caller.org_id, cap=cap)
+        scrape = parse_scrape_json(
+            raw, caller_org=admitted.caller.org_id, cap=cap, webhook_urls=self._webhook_urls
+        )
         batch = await self._intake.submit(admitted.caller, admitted.plan, scrape)
         async with self._database.transaction() as session:
             items = await batches.list_items(session, batch_id=batch.id)

@@ -21,6 +21,7 @@ from batchplane.db.models import Batch
 from batchplane.intake.acceptance import accept_batch
 from batchplane.intake.auth import Caller
 from batchplane.intake.json_body import parse_object, reject_unknown
+from batchplane.intake.webhook_urls import WebhookUrlPolicy
 
 FAMILY = "scrape"
 MAX_URLS = 50
@@ -44,7 +45,9 @@ class ScrapeRequest:
     webhook_url: str | None
 
 
-def parse_scrape_json(raw: bytes, *, caller_org: str, cap: int) -> ScrapeRequest:
+def parse_scrape_json(
+    raw: bytes, *, caller_org: str, cap: int, webhook_urls: WebhookUrlPolicy
+) -> ScrapeRequest:
     """Read the seed's body; every problem is a 422 naming its field (400 for bad JSON)."""
     body = parse_object(raw)
     reject_unknown(body, _FIELDS)
@@ -55,7 +58,7 @@ def parse_scrape_json(raw: bytes, *, caller_org: str, cap: int) -> ScrapeRequest
         urls=_urls(body.get("urls"), cap),
         schema=_schema(body.get("schema")),
         options=_options(body.get("options")),
-        webhook_url=_webhook(body.get("webhook_url")),
+        webhook_url=webhook_urls.check(body.get("webhook_url")),
     )
 
 
@@ -156,14 +159,6 @@ def _date_filter(value: Any) -> dict[str, Any] | None:
                 ) from None
         bounds[name] = raw
     return bounds
-
-
-def _webhook(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _is_http_url(value):
-        raise InvalidRequest("webhook_url must be an http or https URL")
-    return value
 
 
 class ScrapeIntake:

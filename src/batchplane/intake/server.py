@@ -15,6 +15,7 @@ from batchplane.api.framework.v1 import framework_pb2, framework_pb2_grpc
 from batchplane.api.lookup.v1 import lookup_pb2, lookup_pb2_grpc
 from batchplane.api.processor.v1 import executor_pb2_grpc
 from batchplane.api.scrape.v1 import scrape_pb2, scrape_pb2_grpc
+from batchplane.api.webhooks.v1 import webhooks_pb2, webhooks_pb2_grpc
 from batchplane.bus.publisher import OutboxPublisher
 from batchplane.core.clock import Clock, SystemClock
 from batchplane.core.errors import Unavailable
@@ -38,6 +39,8 @@ from batchplane.intake.lookups import LookupIntake
 from batchplane.intake.ratelimit import make_rate_limiter
 from batchplane.intake.scrape_api import ScrapeApi
 from batchplane.intake.scrapes import ScrapeIntake
+from batchplane.intake.webhook_urls import WebhookUrlPolicy
+from batchplane.intake.webhooks_api import WebhooksApi
 from batchplane.intake.wire_errors import ErrorInterceptor
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ SERVICE_NAMES = (
     framework_pb2.DESCRIPTOR.services_by_name["BatchFrameworkService"].full_name,
     ENRICHMENT_SERVICE,
     scrape_pb2.DESCRIPTOR.services_by_name["ScrapeService"].full_name,
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhooksService"].full_name,
 )
 PURGE_INTERVAL_S = 600
 
@@ -73,6 +77,9 @@ class IntakeService:
             lease=timedelta(seconds=settings.idempotency_lease_s),
         )
         self.processor_channel = grpc.aio.insecure_channel(settings.processor_address)
+        webhook_urls = WebhookUrlPolicy(
+            settings.webhooks.allow_http_hosts, settings.outbound_allow_networks
+        )
         lookup_intake = LookupIntake(
             self.database,
             lookup=settings.lookup,
@@ -81,7 +88,9 @@ class IntakeService:
             on_commit=self.publisher.relay.wake,
         )
         lookup_pb2_grpc.add_BulkLookupServiceServicer_to_server(
-            BulkLookupApi(self.database, guard, self.gate, lookup_intake, settings.lookup),
+            BulkLookupApi(
+                self.database, guard, self.gate, lookup_intake, settings.lookup, webhook_urls
+            ),
             self.server,
         )
         framework_pb2_grpc.add_BatchFrameworkServiceServicer_to_server(
@@ -107,6 +116,7 @@ class IntakeService:
                     on_commit=self.publisher.relay.wake,
                 ),
                 extra_suffixes=settings.lookup.extra_suffixes,
+                webhook_urls=webhook_urls,
             ),
             self.server,
         )
@@ -122,8 +132,12 @@ class IntakeService:
                     clock=clock,
                     on_commit=self.publisher.relay.wake,
                 ),
+                webhook_urls,
             ),
             self.server,
+        )
+        webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(
+            WebhooksApi(self.database, guard, clock=clock), self.server
         )
         self._purge_task: asyncio.Task[None] | None = None
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -114,6 +114,7 @@ async def _start(stack: Stack) -> None:
     python = sys.executable
     await stack.spawn("intake", python, "-m", "batchplane.cli.main", "serve", "intake")
     await stack.spawn("processor", python, "-m", "batchplane.cli.main", "serve", "processor")
+    await stack.spawn("notifier", python, "-m", "batchplane.cli.main", "serve", "notifier")
     envoy_config = gateway_config.write(settings, settings.state_dir / "envoy.yaml")
     await stack.spawn("gateway", *gateway_config.envoy_command(envoy_config))
     await _wait_for_gateway(settings, stack.children, timeout_s=60)

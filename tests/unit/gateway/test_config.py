@@ -44,4 +44,5 @@ def test_every_public_service_is_transcoded() -> None:
         "batchplane.api.framework.v1.BatchFrameworkService",
         "batchplane.api.enrichment.v1.EnrichmentOperationsService",
         "batchplane.api.scrape.v1.ScrapeService",
+        "batchplane.api.webhooks.v1.WebhooksService",
     ]

@@ -1,0 +1,130 @@
+"""From the events topic to queued deliveries.
+
+For each `item_completed` and `batch_finished` event of a batch that named a
+`webhook_url`, a delivery is queued whose id derives from the event id: a
+redelivered Kafka record queues nothing new, and the `webhook-id` stays stable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from google.protobuf.message import DecodeError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from batchplane.api.common.v1 import batch_pb2
+from batchplane.api.events.v1 import events_pb2
+from batchplane.core.clock import Clock
+from batchplane.core.states import ItemState
+from batchplane.db import batches, webhooks
+from batchplane.db.engine import Database
+from batchplane.db.models import Batch
+from batchplane.notifier import payloads
+
+log = logging.getLogger(__name__)
+
+
+def decode_events(values: Sequence[bytes | None]) -> list[events_pb2.Event]:
+    events = []
+    for value in values:
+        try:
+            events.append(events_pb2.Event.FromString(value or b""))
+        except DecodeError:
+            log.error("ignoring an undecodable record on the events topic")
+    return events
+
+
+class EventRouter:
+    """Queues the webhook deliveries a chunk of events calls for."""
+
+    def __init__(self, database: Database, *, clock: Clock) -> None:
+        self._database = database
+        self._clock = clock
+
+    async def route(self, events: Sequence[events_pb2.Event]) -> int:
+        wanted = [e for e in events if e.WhichOneof("kind") in ("item_completed", "batch_finished")]
+        if not wanted:
+            return 0
+        now = self._clock.now()
+        async with self._database.transaction() as session:
+            owners = {
+                e.batch_id: await batches.get_batch(
+                    session, batch_id=int(e.batch_id), org_id=e.org_id
+                )
+                for e in wanted
+            }
+            hooked = {
+                bid: b for bid, b in owners.items() if b and (b.params or {}).get("webhook_url")
+            }
+            rows = []
+            for event in wanted:
+                batch = hooked.get(event.batch_id)
+                if batch is None:
+                    continue
+                body = await self._payload(session, event, batch)
+                rows.append(_delivery(event, batch, body, now))
+            await webhooks.enqueue(session, deliveries=rows)
+        return len(rows)
+
+    async def _payload(
+        self, session: AsyncSession, event: events_pb2.Event, batch: Batch
+    ) -> dict[str, Any]:
+        moment = event.occurred_at.ToDatetime(tzinfo=UTC)
+        if event.WhichOneof("kind") == "item_completed":
+            done = event.item_completed
+            return payloads.item_payload(
+                batch_id=batch.id,
+                family=batch.family,
+                item_index=done.item_index,
+                succeeded=done.status == batch_pb2.ITEM_STATUS_SUCCEEDED,
+                error_code=done.error_code or None,
+                result=orjson.loads(done.result_json) if done.result_json else None,
+                completed_at=moment,
+            )
+        items = await batches.list_items(session, batch_id=batch.id)
+        progress = event.batch_finished.progress
+        return payloads.completion_payload(
+            batch_id=batch.id,
+            family=batch.family,
+            succeeded=progress.succeeded,
+            failed=progress.failed,
+            items=[
+                payloads.item_payload(
+                    batch_id=batch.id,
+                    family=batch.family,
+                    item_index=item.item_index,
+                    succeeded=item.status == ItemState.SUCCEEDED,
+                    error_code=item.error_code,
+                    result=item.result,
+                    completed_at=item.finished_at or moment,
+                )
+                for item in items
+            ],
+            completed_at=moment,
+        )
+
+
+def _delivery(
+    event: events_pb2.Event, batch: Batch, body: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    completion = event.WhichOneof("kind") == "batch_finished"
+    return {
+        "id": f"msg_{event.event_id}",
+        "org_id": batch.org_id,
+        "batch_id": batch.id,
+        "kind": webhooks.COMPLETION if completion else webhooks.ITEM,
+        "event_type": body["event"],
+        "url": batch.params["webhook_url"],
+        "payload": orjson.dumps(body),
+        "status": webhooks.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "last_status_code": None,
+        "created_at": now,
+        "finished_at": None,
+    }
