@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
 IMAGE_DOCKERFILE = DEPLOY / "Dockerfile"
-APP_SERVICES = {"migrate", "intake", "processor", "gateway"}
-LONG_RUNNING = {"intake", "processor", "gateway"}
+APP_SERVICES = {"migrate", "intake", "processor", "notifier", "gateway"}
+LONG_RUNNING = {"intake", "processor", "notifier", "gateway"}
 SAMPLE_ENV = {"POSTGRES_PASSWORD": "sample-password"}
 SETTINGS_NAMES = {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}
 DEFAULTS = Settings()
@@ -174,7 +174,7 @@ def test_every_depends_on_target_exists_with_a_usable_condition() -> None:
 
 def test_intake_and_processor_wait_for_data_stores_and_migrations() -> None:
     services = _services()
-    for name in ("intake", "processor"):
+    for name in ("intake", "processor", "notifier"):
         assert _depends_on(services[name]) == {
             "postgres": "service_healthy",
             "kafka": "service_healthy",
@@ -278,7 +278,7 @@ def test_ports_match_settings_defaults() -> None:
 def test_database_url_names_the_postgres_service() -> None:
     services = _services()
     postgres_env = _environment(services["postgres"])
-    for name in ("migrate", "intake", "processor"):
+    for name in ("migrate", "intake", "processor", "notifier"):
         url = make_url(_settings_of(services[name]).database_url)
         assert url.drivername == "postgresql+asyncpg", name
         assert (url.host, url.port) == ("postgres", 5432), name
@@ -325,7 +325,7 @@ def test_kafka_is_a_single_kraft_node_matching_the_clients() -> None:
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     advertised = env["KAFKA_ADVERTISED_LISTENERS"]
     assert advertised == f"PLAINTEXT://kafka{listeners['PLAINTEXT']}"
-    for name in ("intake", "processor"):
+    for name in ("intake", "processor", "notifier"):
         bootstrap = _settings_of(services[name]).kafka.bootstrap_servers
         assert f"PLAINTEXT://{bootstrap}" == advertised, name
     health = _health_command(kafka)
@@ -347,7 +347,7 @@ def test_stateful_services_keep_data_in_named_volumes() -> None:
         assert volume in declared, name
         assert "test" in services[name]["healthcheck"], name
     assert "pg_isready" in _health_command(services["postgres"])
-    assert "notifier" not in services
+    assert services["notifier"]["command"] == ["serve", "notifier"]
 
 
 # --- compose: the gateway really starts Envoy with a valid configuration ------
