@@ -101,6 +101,7 @@ class Settings:
     lookup: LookupSettings = field(default_factory=LookupSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     scrape_credits_per_url: int = 1
+    radar_credits: int = 1
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     notifier_host: str = "127.0.0.1"
     notifier_port: int = 50053
@@ -197,6 +198,7 @@ class Settings:
             lookup=lookup,
             enrichment=enrichment,
             scrape_credits_per_url=e.integer("BATCHPLANE_SCRAPE_CREDITS_PER_URL", 1),
+            radar_credits=e.integer("BATCHPLANE_RADAR_CREDITS", 1),
             webhooks=WebhookSettings(
                 retry_schedule=e.text(
                     "BATCHPLANE_WEBHOOK_RETRY_SCHEDULE", WebhookSettings.retry_schedule

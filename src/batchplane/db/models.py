@@ -345,3 +345,24 @@ class DisabledEndpoint(Base):
     org_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     url: Mapped[str] = mapped_column(String(2048), primary_key=True)
     disabled_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Radar(Base):
+    """A live radar of an organisation (seed 003). Only one active radar per
+    configuration (`identity`) and organisation."""
+
+    __tablename__ = "radars"
+    __table_args__ = (Index("ix_radars_org_identity_status", "org_id", "identity", "status"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    radar_type: Mapped[str] = mapped_column(String(40))
+    identity: Mapped[str] = mapped_column(String(2400))
+    config: Mapped[dict[str, Any]] = mapped_column(Json)
+    # "active" or "inactive".
+    status: Mapped[str] = mapped_column(String(20))
+    credit_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    deactivated_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_checked_at: Mapped[datetime | None] = mapped_column(Timestamp)

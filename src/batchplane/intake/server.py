@@ -14,6 +14,7 @@ from batchplane.api.enrichment.v1 import enrichment_pb2_grpc
 from batchplane.api.framework.v1 import framework_pb2, framework_pb2_grpc
 from batchplane.api.lookup.v1 import lookup_pb2, lookup_pb2_grpc
 from batchplane.api.processor.v1 import executor_pb2_grpc
+from batchplane.api.radars.v1 import radars_pb2_grpc
 from batchplane.api.scrape.v1 import scrape_pb2, scrape_pb2_grpc
 from batchplane.api.webhooks.v1 import webhooks_pb2, webhooks_pb2_grpc
 from batchplane.bus.publisher import OutboxPublisher
@@ -36,6 +37,8 @@ from batchplane.intake.guard import Guard
 from batchplane.intake.idempotency import IdempotencyGate
 from batchplane.intake.lookup_api import BulkLookupApi
 from batchplane.intake.lookups import LookupIntake
+from batchplane.intake.radars_api import SERVICE_NAME as RADAR_SERVICE
+from batchplane.intake.radars_api import RadarsApi, radar_error_body
 from batchplane.intake.ratelimit import make_rate_limiter
 from batchplane.intake.scrape_api import ScrapeApi
 from batchplane.intake.scrapes import ScrapeIntake
@@ -51,6 +54,7 @@ SERVICE_NAMES = (
     ENRICHMENT_SERVICE,
     scrape_pb2.DESCRIPTOR.services_by_name["ScrapeService"].full_name,
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhooksService"].full_name,
+    RADAR_SERVICE,
 )
 PURGE_INTERVAL_S = 600
 
@@ -64,7 +68,11 @@ class IntakeService:
         self.publisher = OutboxPublisher(settings, self.database)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor({ENRICHMENT_SERVICE: enrichment_error_body})]
+            interceptors=[
+                ErrorInterceptor(
+                    {ENRICHMENT_SERVICE: enrichment_error_body, RADAR_SERVICE: radar_error_body}
+                )
+            ]
         )
         self.port = 0
         clock = clock or SystemClock()
@@ -138,6 +146,16 @@ class IntakeService:
         )
         webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(
             WebhooksApi(self.database, guard, clock=clock), self.server
+        )
+        radars_pb2_grpc.add_RadarServiceServicer_to_server(
+            RadarsApi(
+                self.database,
+                guard,
+                clock=clock,
+                credits_per_radar=settings.radar_credits,
+                extra_suffixes=settings.lookup.extra_suffixes,
+            ),
+            self.server,
         )
         self._purge_task: asyncio.Task[None] | None = None
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

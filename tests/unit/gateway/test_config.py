@@ -45,4 +45,5 @@ def test_every_public_service_is_transcoded() -> None:
         "batchplane.api.enrichment.v1.EnrichmentOperationsService",
         "batchplane.api.scrape.v1.ScrapeService",
         "batchplane.api.webhooks.v1.WebhooksService",
+        "batchplane.api.radars.v1.RadarService",
     ]

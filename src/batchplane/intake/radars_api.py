@@ -1,0 +1,168 @@
+"""gRPC servicer of RadarService (seed 003): single create, read, list, deactivate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.api import httpbody_pb2
+
+from batchplane.api.radars.v1 import radars_pb2, radars_pb2_grpc
+from batchplane.core.clock import Clock
+from batchplane.core.errors import (
+    BatchplaneError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PaymentRequired,
+)
+from batchplane.core.scopes import RADARS_READ, RADARS_WRITE
+from batchplane.db import radars
+from batchplane.db.engine import Database
+from batchplane.intake.auth import Metadata
+from batchplane.intake.enrichment_api import json_body
+from batchplane.intake.guard import Guard
+from batchplane.intake.json_body import parse_object
+from batchplane.intake.wire_errors import send_http_status
+from batchplane.radars.creation import RadarConflict, RadarUnpaid, create_radar, radar_json
+from batchplane.radars.specs import (
+    COMPANY,
+    CONTACT,
+    INDUSTRY,
+    FieldError,
+    RadarInvalid,
+    parse_radar,
+)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE_NAME = radars_pb2.DESCRIPTOR.services_by_name["RadarService"].full_name
+
+
+def radar_error_body(error: BatchplaneError) -> dict[str, Any]:
+    """Seed 003's failure shape, identical for single create and `radar_failure`."""
+    body: dict[str, Any] = {
+        "code": error.http_status,
+        "message": error.message,
+        "errors": error.extra.get("errors", []),
+    }
+    if "conflicting_radar_id" in error.extra:
+        body["conflicting_radar_id"] = error.extra["conflicting_radar_id"]
+    return body
+
+
+def invalid(errors: list[FieldError]) -> InvalidRequest:
+    return InvalidRequest(
+        "Validation error",
+        code="validation_error",
+        http_status=400,
+        extra={"errors": [e.as_json() for e in errors]},
+    )
+
+
+class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
+    def __init__(
+        self,
+        database: Database,
+        guard: Guard,
+        *,
+        clock: Clock,
+        credits_per_radar: int,
+        extra_suffixes: frozenset[str],
+    ) -> None:
+        self._database = database
+        self._guard = guard
+        self._clock = clock
+        self._credits = credits_per_radar
+        self._extra_suffixes = extra_suffixes
+
+    async def CreateCompanyRadar(
+        self, request: radars_pb2.RadarRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        return await self._create(COMPANY, request, context)
+
+    async def CreateContactRadar(
+        self, request: radars_pb2.RadarRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        return await self._create(CONTACT, request, context)
+
+    async def CreateIndustryRadar(
+        self, request: radars_pb2.RadarRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        return await self._create(INDUSTRY, request, context)
+
+    async def _create(
+        self, kind: str, request: radars_pb2.RadarRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        admitted = await self._guard.admit(_metadata(context), scope=RADARS_WRITE)
+        try:
+            body = parse_object(request.http_body.data)
+        except InvalidRequest as error:
+            raise invalid([FieldError("body", error.message)]) from None
+        try:
+            spec = parse_radar(kind, body, extra_suffixes=self._extra_suffixes)
+            radar = await create_radar(
+                self._database,
+                org_id=admitted.caller.org_id,
+                spec=spec,
+                credits=self._credits,
+                now=self._clock.now(),
+            )
+        except RadarInvalid as error:
+            raise invalid(error.errors) from None
+        except RadarConflict as conflict:
+            raise Conflict(
+                "Radar already exists",
+                code="radar_conflict",
+                extra={
+                    "errors": [e.as_json() for e in conflict.errors],
+                    "conflicting_radar_id": conflict.conflicting_radar_id,
+                },
+            ) from None
+        except RadarUnpaid:
+            raise PaymentRequired("Insufficient balance", code="insufficient_balance") from None
+        await send_http_status(context, 201, admitted.headers)
+        return json_body(radar_json(radar))
+
+    async def GetRadar(
+        self, request: radars_pb2.RadarId, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        admitted = await self._guard.admit(_metadata(context), scope=RADARS_READ)
+        async with self._database.transaction() as session:
+            radar = await radars.get(session, org_id=admitted.caller.org_id, radar_id=request.id)
+        if radar is None:
+            raise NotFound(f"radar {request.id} not found")
+        await send_http_status(context, 200, admitted.headers)
+        return json_body(radar_json(radar))
+
+    async def ListRadars(
+        self, request: radars_pb2.ListRadarsRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        admitted = await self._guard.admit(_metadata(context), scope=RADARS_READ)
+        limit = min(max(request.limit or 50, 1), 200)
+        offset = max(request.offset, 0)
+        async with self._database.transaction() as session:
+            found = await radars.list_for_org(
+                session, org_id=admitted.caller.org_id, limit=limit, offset=offset
+            )
+        await send_http_status(context, 200, admitted.headers)
+        next_offset = offset + limit if len(found) == limit else None
+        return json_body({"radars": [radar_json(r) for r in found], "next_offset": next_offset})
+
+    async def DeactivateRadar(
+        self, request: radars_pb2.RadarId, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        admitted = await self._guard.admit(_metadata(context), scope=RADARS_WRITE)
+        org_id = admitted.caller.org_id
+        async with self._database.transaction() as session:
+            await radars.deactivate(
+                session, org_id=org_id, radar_id=request.id, now=self._clock.now()
+            )
+            radar = await radars.get(session, org_id=org_id, radar_id=request.id)
+        if radar is None:
+            raise NotFound(f"radar {request.id} not found")
+        await send_http_status(context, 200, admitted.headers)
+        return json_body(radar_json(radar))
+
+
+def _metadata(context: Context) -> Metadata:
+    return context.invocation_metadata() or ()
