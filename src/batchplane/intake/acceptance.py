@@ -59,13 +59,18 @@ async def accept_batch(
     )
     units = len(inputs) if metered_units is None else metered_units
     await meter_or_refuse(session, caller.org_id, plan, units, now)
-    entry = await billing.charge(
-        session,
-        org_id=caller.org_id,
-        amount=cost,
-        batch_id=batch.id,
-        now=now,
-        note=f"{family} batch of {len(inputs)} items",
+    # Families that charge per item later (radars, when each is created) pass 0.
+    entry = (
+        0
+        if cost == 0
+        else await billing.charge(
+            session,
+            org_id=caller.org_id,
+            amount=cost,
+            batch_id=batch.id,
+            now=now,
+            note=f"{family} batch of {len(inputs)} items",
+        )
     )
     if entry is None:
         raise PaymentRequired(

@@ -15,6 +15,7 @@ from batchplane.core.errors import (
     InvalidRequest,
     NotFound,
     PaymentRequired,
+    RateLimited,
 )
 from batchplane.core.scopes import RADARS_READ, RADARS_WRITE
 from batchplane.db import radars
@@ -22,9 +23,13 @@ from batchplane.db.engine import Database
 from batchplane.intake.auth import Metadata
 from batchplane.intake.enrichment_api import json_body
 from batchplane.intake.guard import Guard
+from batchplane.intake.idempotency import IdempotencyGate, request_fingerprint
 from batchplane.intake.json_body import parse_object
+from batchplane.intake.radar_bulk import BulkRadarIntake
 from batchplane.intake.wire_errors import send_http_status
+from batchplane.radars import failures
 from batchplane.radars.creation import RadarConflict, RadarUnpaid, create_radar, radar_json
+from batchplane.radars.failures import failure_body
 from batchplane.radars.specs import (
     COMPANY,
     CONTACT,
@@ -40,19 +45,20 @@ SERVICE_NAME = radars_pb2.DESCRIPTOR.services_by_name["RadarService"].full_name
 
 def radar_error_body(error: BatchplaneError) -> dict[str, Any]:
     """Seed 003's failure shape, identical for single create and `radar_failure`."""
-    body: dict[str, Any] = {
-        "code": error.http_status,
-        "message": error.message,
-        "errors": error.extra.get("errors", []),
-    }
-    if "conflicting_radar_id" in error.extra:
-        body["conflicting_radar_id"] = error.extra["conflicting_radar_id"]
+    body = failure_body(
+        error.http_status,
+        error.message,
+        conflicting_radar_id=error.extra.get("conflicting_radar_id"),
+    )
+    body["errors"] = error.extra.get("errors", [])
+    if "reason" in error.extra:
+        body["reason"] = error.extra["reason"]
     return body
 
 
 def invalid(errors: list[FieldError]) -> InvalidRequest:
     return InvalidRequest(
-        "Validation error",
+        failures.VALIDATION,
         code="validation_error",
         http_status=400,
         extra={"errors": [e.as_json() for e in errors]},
@@ -68,12 +74,44 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
         clock: Clock,
         credits_per_radar: int,
         extra_suffixes: frozenset[str],
+        gate: IdempotencyGate,
+        bulk: BulkRadarIntake,
     ) -> None:
         self._database = database
         self._guard = guard
         self._clock = clock
         self._credits = credits_per_radar
         self._extra_suffixes = extra_suffixes
+        self._gate = gate
+        self._bulk = bulk
+
+    async def CreateBulkRadars(
+        self, request: radars_pb2.RadarRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        try:
+            admitted = await self._guard.admit(_metadata(context), scope=RADARS_WRITE, bulk=True)
+        except RateLimited as limited:
+            # Seed 003: this endpoint's 429 always says which bucket: the minute one.
+            limited.extra["reason"] = "minute"
+            raise
+        raw = request.http_body.data
+        return await self._gate.run(
+            context,
+            admitted,
+            fingerprint=request_fingerprint("radars-bulk", request, raw),
+            response_type=httpbody_pb2.HttpBody,
+            produce=lambda: self._bulk.submit(admitted, raw),
+        )
+
+    async def GetBulkRadars(
+        self, request: radars_pb2.BulkId, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        admitted = await self._guard.admit(_metadata(context), scope=RADARS_READ)
+        status = await self._bulk.status(admitted.caller.org_id, request.bulk_id)
+        if status is None:
+            raise NotFound(f"bulk {request.bulk_id} not found")
+        await send_http_status(context, 200, admitted.headers)
+        return json_body(status)
 
     async def CreateCompanyRadar(
         self, request: radars_pb2.RadarRequest, context: Context
@@ -111,7 +149,7 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
             raise invalid(error.errors) from None
         except RadarConflict as conflict:
             raise Conflict(
-                "Radar already exists",
+                failures.CONFLICT,
                 code="radar_conflict",
                 extra={
                     "errors": [e.as_json() for e in conflict.errors],
@@ -119,7 +157,7 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
                 },
             ) from None
         except RadarUnpaid:
-            raise PaymentRequired("Insufficient balance", code="insufficient_balance") from None
+            raise PaymentRequired(failures.UNPAID, code="insufficient_balance") from None
         await send_http_status(context, 201, admitted.headers)
         return json_body(radar_json(radar))
 

@@ -37,6 +37,7 @@ from batchplane.intake.guard import Guard
 from batchplane.intake.idempotency import IdempotencyGate
 from batchplane.intake.lookup_api import BulkLookupApi
 from batchplane.intake.lookups import LookupIntake
+from batchplane.intake.radar_bulk import BulkRadarIntake
 from batchplane.intake.radars_api import SERVICE_NAME as RADAR_SERVICE
 from batchplane.intake.radars_api import RadarsApi, radar_error_body
 from batchplane.intake.ratelimit import make_rate_limiter
@@ -154,6 +155,14 @@ class IntakeService:
                 clock=clock,
                 credits_per_radar=settings.radar_credits,
                 extra_suffixes=settings.lookup.extra_suffixes,
+                gate=self.gate,
+                bulk=BulkRadarIntake(
+                    self.database,
+                    kafka=settings.kafka,
+                    clock=clock,
+                    webhook_urls=webhook_urls,
+                    on_commit=self.publisher.relay.wake,
+                ),
             ),
             self.server,
         )

@@ -24,6 +24,9 @@ from batchplane.db import batches, webhooks
 from batchplane.db.engine import Database
 from batchplane.db.models import Batch
 from batchplane.notifier import payloads
+from batchplane.radars.bulk import bulk_public_id, completed_payload
+
+RADAR_FAMILY = "radar"
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,29 @@ class EventRouter:
             await webhooks.enqueue(session, deliveries=rows)
         return len(rows)
 
+    async def _radar_payload(
+        self, session: AsyncSession, event: events_pb2.Event, batch: Batch, moment: datetime
+    ) -> dict[str, Any]:
+        """Seed 003's events: the item's stored payload, or `bulk_completed`."""
+        if event.WhichOneof("kind") == "item_completed":
+            result = orjson.loads(event.item_completed.result_json or "{}")
+            return dict(result.get("payload", {}))
+        items = await batches.list_items(session, batch_id=batch.id)
+        progress = event.batch_finished.progress
+        return completed_payload(
+            bulk_id=bulk_public_id(batch.id),
+            created=progress.succeeded,
+            failed=progress.failed,
+            radars=[(item.result or {}).get("payload", {}) for item in items],
+            at=moment,
+        )
+
     async def _payload(
         self, session: AsyncSession, event: events_pb2.Event, batch: Batch
     ) -> dict[str, Any]:
         moment = event.occurred_at.ToDatetime(tzinfo=UTC)
+        if batch.family == RADAR_FAMILY:
+            return await self._radar_payload(session, event, batch, moment)
         if event.WhichOneof("kind") == "item_completed":
             done = event.item_completed
             return payloads.item_payload(

@@ -22,6 +22,7 @@ from batchplane.processor.consumer import WorkConsumer
 from batchplane.processor.handlers.base import ItemHandler
 from batchplane.processor.handlers.enrichment import EnrichmentHandler
 from batchplane.processor.handlers.lookup import LookupHandler
+from batchplane.processor.handlers.radars import RadarHandler
 from batchplane.processor.handlers.scrape import ScrapeHandler
 from batchplane.processor.pipeline import ItemPipeline
 from batchplane.processor.sweeper import TimeoutSweeper
@@ -81,6 +82,12 @@ class ProcessorService:
                 freshness_s=settings.enrichment.freshness_s,
             ),
             ScrapeHandler(self.database, self.scrape_fetcher, clock=clock),
+            RadarHandler(
+                self.database,
+                clock=clock,
+                credits_per_radar=settings.radar_credits,
+                extra_suffixes=settings.lookup.extra_suffixes,
+            ),
         ]
         self.pipeline = ItemPipeline(
             self.database,

@@ -79,6 +79,15 @@ class RadarSpec:
         return "keyword" if self.radar_type in KEYWORD_TYPES else "radar_type"
 
 
+KIND_OF_TYPE = {t: kind for kind, types in RADAR_TYPES.items() for t in types}
+
+
+def kind_of_item(body: Any) -> str | None:
+    """A bulk item's kind, from its `radar_type` (each type belongs to one kind)."""
+    radar_type = body.get("radar_type") if isinstance(body, dict) else None
+    return KIND_OF_TYPE.get(radar_type) if isinstance(radar_type, str) else None
+
+
 def parse_radar(kind: str, body: Any, *, extra_suffixes: frozenset[str] = frozenset()) -> RadarSpec:
     """Validate a single-create body (or a bulk item without `custom_fields`)."""
     if not isinstance(body, dict):
