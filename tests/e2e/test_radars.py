@@ -3,11 +3,14 @@ with one entry per failing field, 402 without a charge, 409 with the conflicting
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import aiohttp
 import pytest
 from tests.support.api import bearer, get_json, post_json
+from tests.support.sites import WORDPRESS_PAGE, SiteServer
 from tests.support.stack import RunningStack
 
 
@@ -169,3 +172,34 @@ async def test_radars_are_listed_and_private_to_their_organisation(
         {"domain": "a.test", "radar_type": "website_changes"},
     )
     assert (status, error["code"]) == (401, 401)
+
+
+async def test_a_company_radar_records_technology_changes_of_its_site(
+    stack: RunningStack, sites: SiteServer, http: aiohttp.ClientSession
+) -> None:
+    org = _org(stack)
+    status, _ = await _create(
+        stack,
+        http,
+        org["token"],
+        "company",
+        {"domain": "watched.test", "radar_type": "technology_changes"},
+    )
+    assert status == 201
+    checks = sites.hits.get("watched.test", 0)
+    deadline = time.monotonic() + 30
+    while sites.hits.get("watched.test", 0) <= checks and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)  # the first check stores the baseline
+
+    sites.sites["watched.test"].body = WORDPRESS_PAGE
+    url = f"{stack.base_url}/api/v1/signals/batch"
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        _, _, answer = await post_json(
+            http, url, {"requests": [{"domain": "watched.test"}]}, bearer(org["token"])
+        )
+        found = answer["data"][0].get("data", {}).get("signals", [])
+
+    assert {s["type"] for s in found} == {"technology_added"}
+    assert "WordPress" in {s["data"]["technology"] for s in found}

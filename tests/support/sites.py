@@ -89,7 +89,7 @@ def default_sites() -> dict[str, Site]:
         "www.wp.test": Site(WORDPRESS_PAGE, {"Server": "nginx/1.24.0"}),
         "acme.test": Site(COMPANY_PAGE, {"Server": "nginx/1.24.0"}),
         "people.test": Site(PERSON_PAGE),
-        "slow.test": Site(PLAIN_PAGE, delay=8.0),
+        "slow.test": Site(PLAIN_PAGE, delay=12.0),
         # Scraping fixtures (tests/support/scrape_pages.py).
         "shop.test": Site(scrape_pages.PRODUCT_LISTING_JSONLD),
         "table.test": Site(scrape_pages.TABLE_PAGE),
@@ -101,6 +101,8 @@ def default_sites() -> dict[str, Site]:
         "gone.test": Site("<html><body>gone</body></html>", status=404),
         # Tests change this one between lookups to produce technology signals.
         "changing.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
+        # A company radar watches this one while a test changes it.
+        "watched.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
     }
 
 

@@ -104,6 +104,8 @@ def stack_env(
         # Time-compressed webhook retries: a dead endpoint is dead-lettered in about a second.
         "BATCHPLANE_WEBHOOK_RETRY_SCHEDULE": "0.3s,0.3s,0.3s",
         "BATCHPLANE_WEBHOOK_TIMEOUT_S": "2",
+        # Live radars re-check every second.
+        "BATCHPLANE_RADAR_CHECK_INTERVAL_S": "1",
         "BATCHPLANE_KAFKA_SESSION_TIMEOUT_MS": "2000",
         "BATCHPLANE_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "BATCHPLANE_OUTBOUND_ALLOW_NETWORKS": "127.0.0.0/8",
@@ -112,10 +114,10 @@ def stack_env(
         "BATCHPLANE_FETCH_HTTPS_PORT": str(ports["https"]),
         "BATCHPLANE_FETCH_HTTP_PORT": str(site_port),
         "BATCHPLANE_FETCH_HOST_OVERRIDES": ",".join(f"{h}=127.0.0.1" for h in site_hosts),
-        "BATCHPLANE_FETCH_TIMEOUT_S": "5",
+        "BATCHPLANE_FETCH_TIMEOUT_S": "10",
         "BATCHPLANE_PLANS_FILE": str(plans_file),
         # Time-compressed enrichment limits: a hanging site times out in seconds.
-        "BATCHPLANE_ENRICHMENT_MAX_PROCESSING_S": "2",
+        "BATCHPLANE_ENRICHMENT_MAX_PROCESSING_S": "5",
         "BATCHPLANE_ENRICHMENT_SWEEP_INTERVAL_S": "0.5",
         # Rate limits shared through the real Redis, as in production.
         "REDIS_URL": os.environ.get("BATCHPLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),

@@ -102,6 +102,8 @@ class Settings:
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     scrape_credits_per_url: int = 1
     radar_credits: int = 1
+    # How often an active company radar re-checks its domain.
+    radar_check_interval_s: float = 3600.0
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     notifier_host: str = "127.0.0.1"
     notifier_port: int = 50053
@@ -199,6 +201,7 @@ class Settings:
             enrichment=enrichment,
             scrape_credits_per_url=e.integer("BATCHPLANE_SCRAPE_CREDITS_PER_URL", 1),
             radar_credits=e.integer("BATCHPLANE_RADAR_CREDITS", 1),
+            radar_check_interval_s=e.number("BATCHPLANE_RADAR_CHECK_INTERVAL_S", 3600.0),
             webhooks=WebhookSettings(
                 retry_schedule=e.text(
                     "BATCHPLANE_WEBHOOK_RETRY_SCHEDULE", WebhookSettings.retry_schedule

@@ -56,3 +56,25 @@ async def deactivate(session: AsyncSession, *, org_id: str, radar_id: str, now: 
         .where(Radar.org_id == org_id, Radar.id == radar_id, Radar.status == ACTIVE)
         .values(status=INACTIVE, deactivated_at=now)
     )
+
+
+async def due_for_check(
+    session: AsyncSession, *, kind: str, checked_before: datetime, limit: int
+) -> list[Radar]:
+    """Active radars of `kind` never checked, or last checked before `checked_before`."""
+    stmt = (
+        select(Radar)
+        .where(
+            Radar.kind == kind,
+            Radar.status == ACTIVE,
+            (Radar.last_checked_at.is_(None)) | (Radar.last_checked_at < checked_before),
+        )
+        .order_by(Radar.last_checked_at.is_not(None), Radar.last_checked_at)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def mark_checked(session: AsyncSession, *, ids: list[str], now: datetime) -> None:
+    if ids:
+        await session.execute(update(Radar).where(Radar.id.in_(ids)).values(last_checked_at=now))

@@ -24,6 +24,7 @@ from batchplane.processor.handlers.enrichment import EnrichmentHandler
 from batchplane.processor.handlers.lookup import LookupHandler
 from batchplane.processor.handlers.radars import RadarHandler
 from batchplane.processor.handlers.scrape import ScrapeHandler
+from batchplane.processor.monitor import RadarMonitor
 from batchplane.processor.pipeline import ItemPipeline
 from batchplane.processor.sweeper import TimeoutSweeper
 from batchplane.processor.sync.executor import ItemExecutor
@@ -66,14 +67,18 @@ class ProcessorService:
         )
         # Compiling the fingerprint database takes about a second: once per process.
         fingerprints = FingerprintDatabase.load()
+        lookup = LookupHandler(
+            self.database,
+            self.fetcher,
+            fingerprints,
+            clock=clock,
+            extra_suffixes=settings.lookup.extra_suffixes,
+        )
+        self.monitor = RadarMonitor(
+            self.database, lookup, clock=clock, interval_s=settings.radar_check_interval_s
+        )
         handlers: list[ItemHandler] = [
-            LookupHandler(
-                self.database,
-                self.fetcher,
-                fingerprints,
-                clock=clock,
-                extra_suffixes=settings.lookup.extra_suffixes,
-            ),
+            lookup,
             EnrichmentHandler(
                 self.database,
                 self.fetcher,
@@ -105,6 +110,7 @@ class ProcessorService:
             clock=clock,
         )
         self._sweep_task: asyncio.Task[None] | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
         self.consumer = WorkConsumer(
             settings.kafka,
             self.pipeline,
@@ -138,6 +144,7 @@ class ProcessorService:
         self.publisher.start()
         self._consume_task = asyncio.create_task(self.consumer.run(), name="work-consumer")
         self._sweep_task = asyncio.create_task(self.sweeper.run(), name="timeout-sweeper")
+        self._monitor_task = asyncio.create_task(self.monitor.run(), name="radar-monitor")
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("processor started (health on port %d)", port)
         return int(port)
@@ -146,6 +153,7 @@ class ProcessorService:
         """Finish the chunk in hand, leave the group, flush events."""
         await self.health.enter_graceful_shutdown()
         await cancel_and_wait(self._sweep_task)
+        await cancel_and_wait(self._monitor_task)
         await cancel_and_wait(self._consume_task)
         await self.publisher.stop()
         await self.fetcher.close()

@@ -112,6 +112,10 @@ class LookupHandler:
                 hits[item.key] = found
         return hits
 
+    async def look_up(self, domain: str) -> dict[str, Any] | FetchError:
+        """Fetch and analyse one domain now (also used by the radar monitor)."""
+        return await self._look_up(domain)
+
     async def _look_up(self, domain: str) -> dict[str, Any] | FetchError:
         try:
             response = await self._fetcher.fetch_home_page(domain)
