@@ -385,19 +385,15 @@ class Fetcher:
         if self._session is not None:
             return
         settings = self._settings
-        resolver = GuardedResolver(self._policy, aiohttp.DefaultResolver(), settings.host_overrides)
-        connector = aiohttp.TCPConnector(
-            limit=settings.max_concurrency, resolver=resolver, ssl=self._ssl_context()
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
+        self._session, self._resolver = guarded_session(
+            self._policy,
+            settings.host_overrides,
+            limit=settings.max_concurrency,
             # Total time is bounded by our own deadline around the redirect loop.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s),
+            ssl_context=self._ssl_context(),
             headers={"User-Agent": settings.user_agent},
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,  # never route through HTTP(S)_PROXY from the environment
         )
-        self._resolver = resolver
 
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -488,7 +484,7 @@ class Fetcher:
 
     def _check_ip_literal(self, url: URL) -> None:
         """Apply the policy to IP-literal hosts, which aiohttp never passes to a resolver."""
-        ip = _ip_literal(url)
+        ip = ip_literal(url)
         if ip is not None and not self._policy.is_allowed(ip):
             raise BlockedAddress(f"address {ip} is refused", url=str(url))
 
@@ -547,7 +543,37 @@ def _checked_url(url: URL, raw: str) -> URL:
     return url.with_user(None).with_fragment(None)
 
 
-def _ip_literal(url: URL) -> IPAddress | None:
+def guarded_session(
+    policy: AddressPolicy,
+    host_overrides: Mapping[str, str],
+    *,
+    limit: int,
+    timeout: aiohttp.ClientTimeout,
+    ssl_context: ssl.SSLContext | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[aiohttp.ClientSession, GuardedResolver]:
+    """An aiohttp session that only ever connects to addresses `policy` allows.
+
+    The connector connects only to what its resolver returned, so the address checked
+    is the address used. The caller closes the session, then the resolver (the
+    connector does not own a resolver it was given). No proxies from the environment,
+    no cookie jar. URLs with IP literals skip resolvers: check them with `ip_literal`.
+    """
+    resolver = GuardedResolver(policy, aiohttp.DefaultResolver(), host_overrides)
+    connector = aiohttp.TCPConnector(
+        limit=limit, resolver=resolver, ssl=ssl_context if ssl_context is not None else True
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        headers=dict(headers or {}),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,  # never route through HTTP(S)_PROXY from the environment
+    )
+    return session, resolver
+
+
+def ip_literal(url: URL) -> IPAddress | None:
     """The host as an IP address if it is (or would be taken for) an IP literal.
 
     This must match at least every host aiohttp treats as an IP literal (anything with

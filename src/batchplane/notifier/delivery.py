@@ -44,7 +44,14 @@ from multidict import CIMultiDict
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 from yarl import URL
 
-from batchplane.lookup.fetch import AddressPolicy, BlockedAddress, GuardedResolver
+from batchplane.lookup.fetch import (
+    AddressPolicy,
+    BadUrl,
+    BlockedAddress,
+    GuardedResolver,
+    guarded_session,
+    ip_literal,
+)
 
 __all__ = [
     "DEFAULT_SCHEDULE_S",
@@ -81,7 +88,6 @@ _UNIT_SECONDS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([smh])", re.IGNORECASE | re.ASCII)
 # Same rule as batchplane.lookup.fetch: a host whose last label is a number is read as an
 # IPv4 address in some legacy form ("127.1", "0x7f.1", "2130706433").
-_NUMERIC_LABEL_RE: Final = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------------- signing
@@ -371,18 +377,14 @@ class WebhookSender:
         if self._session is not None:
             return
         settings = self._settings
-        # Mirrors Fetcher.start() in batchplane.lookup.fetch, which has no public helper.
-        resolver = GuardedResolver(self._policy, aiohttp.DefaultResolver(), settings.host_overrides)
-        connector = aiohttp.TCPConnector(limit=settings.max_concurrency, resolver=resolver)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
+        self._session, self._resolver = guarded_session(
+            self._policy,
+            settings.host_overrides,
+            limit=settings.max_concurrency,
             timeout=aiohttp.ClientTimeout(
                 total=settings.timeout_s, sock_connect=settings.connect_timeout_s
             ),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,  # never route through HTTP(S)_PROXY from the environment
         )
-        self._resolver = resolver
 
     async def close(self) -> None:
         """Close the session and its connections (idempotent)."""
@@ -532,24 +534,11 @@ def _target_url(raw: str) -> URL:
 
 
 def _ip_literal(url: URL) -> _IPAddress | None:
-    """The host as an IP address if it is (or would be taken for) an IP literal.
-
-    A copy of the private helper in batchplane.lookup.fetch: it must match at least every
-    host aiohttp treats as an IP literal, since those bypass the guarded resolver.
-    Non-canonical numeric forms ("127.1") are refused outright.
-    """
-    raw_host = url.raw_host or ""
-    name = raw_host.rstrip(".")
-    if ":" in raw_host:
-        candidate = url.host or ""  # decoded, so a zone id reads "%eth0" not "%25eth0"
-    elif name.replace(".", "").isdigit() or _NUMERIC_LABEL_RE.match(name.rpartition(".")[2]):
-        candidate = name
-    else:
-        return None
+    """`ip_literal` of the fetcher, with its refusal in this module's terms."""
     try:
-        return ipaddress.ip_address(candidate)
-    except ValueError as exc:
-        raise _Refused("invalid_url", f"not a canonical IP address: {raw_host!r}") from exc
+        return ip_literal(url)
+    except BadUrl as exc:
+        raise _Refused("invalid_url", str(exc)) from exc
 
 
 def validate_webhook_url(
