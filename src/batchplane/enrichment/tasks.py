@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from batchplane.core.errors import InvalidRequest
-from batchplane.intake.json_body import parse_object
+from batchplane.core.json_body import parse_object
 from batchplane.lookup.domains import InvalidDomain, normalise_domain
 
 FIELDS = ("emails", "phones", "summary", "technologies", "socials", "address")

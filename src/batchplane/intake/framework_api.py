@@ -16,13 +16,13 @@ from batchplane.api.framework.v1 import framework_pb2, framework_pb2_grpc
 from batchplane.api.processor.v1 import executor_pb2, executor_pb2_grpc
 from batchplane.core.clock import Clock
 from batchplane.core.errors import InvalidRequest, Unavailable
+from batchplane.core.json_body import parse_object, reject_unknown
 from batchplane.core.scopes import ENRICHMENT_READ, INTELLIGENCE_READ, SIGNALS_READ
 from batchplane.db import billing
 from batchplane.db.engine import Database
 from batchplane.intake.auth import Metadata
 from batchplane.intake.guard import Admitted, Guard
 from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
-from batchplane.intake.json_body import parse_object, reject_unknown
 from batchplane.intake.metering import meter_or_refuse
 from batchplane.intake.wire_errors import send_http_status
 

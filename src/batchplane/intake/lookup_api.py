@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2
 from batchplane.api.lookup.v1 import lookup_pb2, lookup_pb2_grpc
 from batchplane.core.clock import rfc3339
 from batchplane.core.errors import NotFound
+from batchplane.core.json_body import string_array
 from batchplane.core.scopes import LOOKUP_WRITE
 from batchplane.core.settings import LookupSettings
 from batchplane.db import batches, lookups
@@ -19,7 +20,6 @@ from batchplane.db.models import Batch, BatchItem
 from batchplane.intake.auth import Metadata
 from batchplane.intake.guard import Admitted, Guard
 from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
-from batchplane.intake.json_body import string_array
 from batchplane.intake.lookups import FAMILY, LookupIntake, LookupRequest, parse_lookup_json
 from batchplane.intake.webhook_urls import WebhookUrlPolicy
 from batchplane.intake.wire_errors import send_http_status

@@ -6,14 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from batchplane.core.clock import Clock
-from batchplane.core.plans import Plan
-from batchplane.core.settings import KafkaSettings, LookupSettings
-from batchplane.db import lookups
-from batchplane.db.engine import Database
-from batchplane.db.models import Batch
-from batchplane.intake.acceptance import accept_batch
-from batchplane.intake.auth import Caller
-from batchplane.intake.json_body import (
+from batchplane.core.json_body import (
     INT32_MAX,
     optional_bool,
     optional_int,
@@ -21,6 +14,13 @@ from batchplane.intake.json_body import (
     reject_unknown,
     string_array,
 )
+from batchplane.core.plans import Plan
+from batchplane.core.settings import KafkaSettings, LookupSettings
+from batchplane.db import lookups
+from batchplane.db.engine import Database
+from batchplane.db.models import Batch
+from batchplane.intake.acceptance import accept_batch
+from batchplane.intake.auth import Caller
 from batchplane.lookup.domains import InvalidDomain, normalise_domain
 
 FAMILY = "lookup"

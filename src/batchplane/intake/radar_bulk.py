@@ -11,6 +11,7 @@ from google.api import httpbody_pb2
 
 from batchplane.core.clock import Clock
 from batchplane.core.errors import InvalidRequest
+from batchplane.core.json_body import parse_object
 from batchplane.core.settings import KafkaSettings
 from batchplane.core.states import BatchState, ItemState
 from batchplane.db import batches
@@ -18,7 +19,6 @@ from batchplane.db.engine import Database
 from batchplane.intake.acceptance import accept_batch
 from batchplane.intake.guard import Admitted
 from batchplane.intake.idempotency import Reply
-from batchplane.intake.json_body import parse_object
 from batchplane.intake.webhook_urls import WebhookUrlPolicy
 from batchplane.radars.bulk import bulk_public_id
 

@@ -17,6 +17,7 @@ from batchplane.core.errors import (
     PaymentRequired,
     RateLimited,
 )
+from batchplane.core.json_body import parse_object
 from batchplane.core.scopes import RADARS_READ, RADARS_WRITE
 from batchplane.db import radars
 from batchplane.db.engine import Database
@@ -24,7 +25,6 @@ from batchplane.intake.auth import Metadata
 from batchplane.intake.enrichment_api import json_body
 from batchplane.intake.guard import Guard
 from batchplane.intake.idempotency import IdempotencyGate, request_fingerprint
-from batchplane.intake.json_body import parse_object
 from batchplane.intake.radar_bulk import BulkRadarIntake
 from batchplane.intake.wire_errors import send_http_status
 from batchplane.radars import failures

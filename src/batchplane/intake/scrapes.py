@@ -14,13 +14,13 @@ from jsonschema import validators
 
 from batchplane.core.clock import Clock
 from batchplane.core.errors import InvalidRequest
+from batchplane.core.json_body import parse_object, reject_unknown
 from batchplane.core.plans import Plan
 from batchplane.core.settings import KafkaSettings
 from batchplane.db.engine import Database
 from batchplane.db.models import Batch
 from batchplane.intake.acceptance import accept_batch
 from batchplane.intake.auth import Caller
-from batchplane.intake.json_body import parse_object, reject_unknown
 from batchplane.intake.webhook_urls import WebhookUrlPolicy
 
 FAMILY = "scrape"
