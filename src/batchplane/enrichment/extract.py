@@ -161,23 +161,30 @@ class _Document:
     @cached_property
     def nodes(self) -> list[Node]:
         """Every schema.org node (nested ones too) with keys reduced to local names."""
-        items = self._structured_items()
+        items = structured_items(self.html, self.url, self.dom)
         return list(_flatten(items))
 
-    def _structured_items(self) -> list[Any]:
-        use_rdfa = self.dom.css_first(SCHEMA_RDFA_SELECTOR) is not None
-        parse = parse_xmldom_html if use_rdfa else parse_html
-        try:
-            # Bytes, because lxml refuses a str that starts with an XML encoding declaration.
-            tree = parse(self.html.encode("utf-8", "replace"), encoding="UTF-8")
-        except Exception:  # lxml rejects some inputs (e.g. only whitespace)
-            logger.debug("structured data: HTML not parsable for %s", self.url, exc_info=True)
-            return []
-        items: list[Any] = jsonld_items(tree, self.url)
-        items.extend(extruct_items(tree, self.url, "microdata"))
-        if use_rdfa:
-            items.extend(rdfa_nodes(extruct_items(tree, self.url, "rdfa")))
-        return items
+
+def structured_items(html: str, url: str, dom: LexborHTMLParser) -> list[Any]:
+    """JSON-LD documents, microdata items and (schema.org only) RDFa nodes, in that order.
+
+    `dom` is the page already parsed with selectolax; it only tells whether the page
+    uses schema.org RDFa, which is worth pyRdfa's cost only then. Shared with the
+    scrape extractor.
+    """
+    use_rdfa = dom.css_first(SCHEMA_RDFA_SELECTOR) is not None
+    parse = parse_xmldom_html if use_rdfa else parse_html
+    try:
+        # Bytes, because lxml refuses a str that starts with an XML encoding declaration.
+        tree = parse(html.encode("utf-8", "replace"), encoding="UTF-8")
+    except Exception:  # lxml rejects some inputs (e.g. only whitespace)
+        logger.debug("structured data: HTML not parsable for %s", url, exc_info=True)
+        return []
+    items: list[Any] = jsonld_items(tree, url)
+    items.extend(extruct_items(tree, url, "microdata"))
+    if use_rdfa:
+        items.extend(rdfa_nodes(extruct_items(tree, url, "rdfa")))
+    return items
 
 
 def jsonld_items(tree: Any, url: str) -> list[Any]:

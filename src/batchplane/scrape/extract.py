@@ -98,7 +98,6 @@ from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
 from dateutil import parser as dateparser
-from extruct.utils import parse_html, parse_xmldom_html
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
@@ -111,13 +110,10 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 # are imported rather than copied so both extractors read structured data the same way.
 from batchplane.enrichment.extract import (
     INVISIBLE_TAGS,
-    SCHEMA_RDFA_SELECTOR,
     describes_organization_or_person,
-    extruct_items,
-    jsonld_items,
     local_name,
-    rdfa_nodes,
     schema_types,
+    structured_items,
 )
 
 logger = logging.getLogger(__name__)
@@ -887,19 +883,7 @@ class _Page:
     @cached_property
     def structured(self) -> list[Any]:
         """JSON-LD documents, microdata items and RDFa nodes, in that order."""
-        use_rdfa = self.dom.css_first(SCHEMA_RDFA_SELECTOR) is not None
-        parse = parse_xmldom_html if use_rdfa else parse_html
-        try:
-            # Bytes, because lxml refuses a str that starts with an XML encoding declaration.
-            tree = parse(self.html.encode("utf-8", "replace"), encoding="UTF-8")
-        except Exception:  # lxml rejects some inputs (e.g. only whitespace)
-            logger.debug("structured data: HTML not parsable for %s", self.url, exc_info=True)
-            return []
-        items: list[Any] = jsonld_items(tree, self.url)
-        items.extend(extruct_items(tree, self.url, "microdata"))
-        if use_rdfa:
-            items.extend(rdfa_nodes(extruct_items(tree, self.url, "rdfa")))
-        return items
+        return structured_items(self.html, self.url, self.dom)
 
     @cached_property
     def meta(self) -> dict[str, str]:
