@@ -359,49 +359,22 @@ class _Hop:
     redirects: int = 0
 
 
-class Fetcher:
-    """Fetches untrusted http/https URLs through one pooled, SSRF-guarded aiohttp session.
+class GuardedClient:
+    """Owns one SSRF-guarded aiohttp session: `start` opens it (idempotent, inside the
+    event loop), `close` closes it and its resolver; usable as `async with`.
+    Subclasses say how their session is built in `_open`."""
 
-    Use ``async with Fetcher(settings) as fetcher`` or call :meth:`start` and
-    :meth:`close`. Credentials in URLs are never sent, cookies are not kept between
-    requests or redirect hops, and environment proxies are ignored.
-    """
-
-    def __init__(self, settings: FetchSettings | None = None) -> None:
-        self._settings = settings or FetchSettings()
-        # Parsed here so bad operator configuration fails at construction.
-        self._policy = AddressPolicy(self._settings.allow_networks)
-        _normalise_overrides(self._settings.host_overrides)
+    def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
 
-    @property
-    def settings(self) -> FetchSettings:
-        """The settings this fetcher was built with."""
-        return self._settings
+    def _open(self) -> tuple[aiohttp.ClientSession, GuardedResolver]:
+        raise NotImplementedError
 
     async def start(self) -> None:
         """Create the HTTP session (idempotent). Must run inside the event loop."""
-        if self._session is not None:
-            return
-        settings = self._settings
-        self._session, self._resolver = guarded_session(
-            self._policy,
-            settings.host_overrides,
-            limit=settings.max_concurrency,
-            # Total time is bounded by our own deadline around the redirect loop.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s),
-            ssl_context=self._ssl_context(),
-            headers={"User-Agent": settings.user_agent},
-        )
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        if self._settings.ca_file is not None:
-            # Added to, not instead of, the system store: an operator's private CA
-            # should not make public sites unverifiable.
-            context.load_verify_locations(cafile=self._settings.ca_file)
-        return context
+        if self._session is None:
+            self._session, self._resolver = self._open()
 
     async def close(self) -> None:
         """Close the session and its connections (idempotent)."""
@@ -424,6 +397,47 @@ class Fetcher:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class Fetcher(GuardedClient):
+    """Fetches untrusted http/https URLs through one pooled, SSRF-guarded aiohttp session.
+
+    Use ``async with Fetcher(settings) as fetcher`` or call :meth:`start` and
+    :meth:`close`. Credentials in URLs are never sent, cookies are not kept between
+    requests or redirect hops, and environment proxies are ignored.
+    """
+
+    def __init__(self, settings: FetchSettings | None = None) -> None:
+        self._settings = settings or FetchSettings()
+        # Parsed here so bad operator configuration fails at construction.
+        self._policy = AddressPolicy(self._settings.allow_networks)
+        _normalise_overrides(self._settings.host_overrides)
+        super().__init__()
+
+    @property
+    def settings(self) -> FetchSettings:
+        """The settings this fetcher was built with."""
+        return self._settings
+
+    def _open(self) -> tuple[aiohttp.ClientSession, GuardedResolver]:
+        settings = self._settings
+        return guarded_session(
+            self._policy,
+            settings.host_overrides,
+            limit=settings.max_concurrency,
+            # Total time is bounded by our own deadline around the redirect loop.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s),
+            ssl_context=self._ssl_context(),
+            headers={"User-Agent": settings.user_agent},
+        )
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if self._settings.ca_file is not None:
+            # Added to, not instead of, the system store: an operator's private CA
+            # should not make public sites unverifiable.
+            context.load_verify_locations(cafile=self._settings.ca_file)
+        return context
 
     async def fetch(self, url: str) -> FetchResult:
         """GET ``url``, following up to ``max_redirects`` redirects, each hop validated.

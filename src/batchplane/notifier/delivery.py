@@ -36,7 +36,6 @@ import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
@@ -48,6 +47,7 @@ from batchplane.lookup.fetch import (
     AddressPolicy,
     BadUrl,
     BlockedAddress,
+    GuardedClient,
     GuardedResolver,
     guarded_session,
     ip_literal,
@@ -346,7 +346,7 @@ class _Refused(Exception):
         return self.code if self.detail is None else f"{self.code}: {self.detail}"
 
 
-class WebhookSender:
+class WebhookSender(GuardedClient):
     """POSTs signed webhook bodies through one pooled, SSRF-guarded aiohttp session.
 
     Use ``async with WebhookSender(settings) as sender`` or :meth:`start` and
@@ -364,20 +364,16 @@ class WebhookSender:
         self._policy = AddressPolicy(self._settings.allow_networks)
         self._endpoints = _EndpointSlots(self._settings.per_endpoint_concurrency)
         self._global = asyncio.Semaphore(self._settings.max_concurrency)
-        self._session: aiohttp.ClientSession | None = None
-        self._resolver: GuardedResolver | None = None
+        super().__init__()
 
     @property
     def settings(self) -> SenderSettings:
         """The settings this sender was built with."""
         return self._settings
 
-    async def start(self) -> None:
-        """Create the HTTP session (idempotent). Must run inside the event loop."""
-        if self._session is not None:
-            return
+    def _open(self) -> tuple[aiohttp.ClientSession, GuardedResolver]:
         settings = self._settings
-        self._session, self._resolver = guarded_session(
+        return guarded_session(
             self._policy,
             settings.host_overrides,
             limit=settings.max_concurrency,
@@ -385,28 +381,6 @@ class WebhookSender:
                 total=settings.timeout_s, sock_connect=settings.connect_timeout_s
             ),
         )
-
-    async def close(self) -> None:
-        """Close the session and its connections (idempotent)."""
-        session, self._session = self._session, None
-        resolver, self._resolver = self._resolver, None
-        if session is not None:
-            await session.close()
-        if resolver is not None:
-            # The connector does not own a resolver passed in, so close it ourselves.
-            await resolver.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
         """POST ``body`` (JSON) with ``headers`` (the signature headers) to ``url``.
