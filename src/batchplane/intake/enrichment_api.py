@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-import orjson
 from google.api import httpbody_pb2
 
 from batchplane.api.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
@@ -13,14 +11,13 @@ from batchplane.core.errors import BatchplaneError, InvalidRequest, NotFound
 from batchplane.core.scopes import ENRICHMENT_READ, ENRICHMENT_WRITE
 from batchplane.db.enrichments import record_json
 from batchplane.enrichment.tasks import MAX_TASKS, parse_task_batch, validation_error
-from batchplane.intake.auth import Metadata
 from batchplane.intake.enrichments import EnrichmentIntake
 from batchplane.intake.guard import Admitted, Guard
 from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
 from batchplane.intake.webhook_urls import WebhookUrlPolicy
+from batchplane.intake.wire import Context, call_metadata, json_body
 from batchplane.intake.wire_errors import send_http_status
 
-Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME = enrichment_pb2.DESCRIPTOR.services_by_name["EnrichmentOperationsService"].full_name
 
 _SEED_CODES = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 500: "INTERNAL_ERROR"}
@@ -30,10 +27,6 @@ def enrichment_error_body(error: BatchplaneError) -> dict[str, Any]:
     """Seed 002's error shape: `{"error": "VALIDATION_ERROR", "message": …}`."""
     code = _SEED_CODES.get(error.http_status, error.code.upper())
     return {"error": code, "message": error.message}
-
-
-def json_body(value: Any) -> httpbody_pb2.HttpBody:
-    return httpbody_pb2.HttpBody(content_type="application/json", data=orjson.dumps(value))
 
 
 class EnrichmentOperationsApi(enrichment_pb2_grpc.EnrichmentOperationsServiceServicer):
@@ -55,7 +48,9 @@ class EnrichmentOperationsApi(enrichment_pb2_grpc.EnrichmentOperationsServiceSer
     async def TriggerEnrichments(
         self, request: enrichment_pb2.EnrichmentTasksRequest, context: Context
     ) -> httpbody_pb2.HttpBody:
-        admitted = await self._guard.admit(_metadata(context), scope=ENRICHMENT_WRITE, bulk=True)
+        admitted = await self._guard.admit(
+            call_metadata(context), scope=ENRICHMENT_WRITE, bulk=True
+        )
         raw = request.http_body.data
         return await self._gate.run(
             context,
@@ -79,7 +74,7 @@ class EnrichmentOperationsApi(enrichment_pb2_grpc.EnrichmentOperationsServiceSer
     async def QueryEnrichments(
         self, request: enrichment_pb2.EnrichmentTasksRequest, context: Context
     ) -> httpbody_pb2.HttpBody:
-        admitted = await self._guard.admit(_metadata(context), scope=ENRICHMENT_READ)
+        admitted = await self._guard.admit(call_metadata(context), scope=ENRICHMENT_READ)
         batch = parse_task_batch(
             request.http_body.data,
             cap=self._cap(admitted),
@@ -93,7 +88,7 @@ class EnrichmentOperationsApi(enrichment_pb2_grpc.EnrichmentOperationsServiceSer
     async def GetEnrichment(
         self, request: enrichment_pb2.GetEnrichmentRequest, context: Context
     ) -> httpbody_pb2.HttpBody:
-        admitted = await self._guard.admit(_metadata(context), scope=ENRICHMENT_READ)
+        admitted = await self._guard.admit(call_metadata(context), scope=ENRICHMENT_READ)
         record = await self._intake.get(admitted.caller, request.id)
         if record is None:
             raise NotFound(f"enrichment {request.id} not found")
@@ -103,7 +98,3 @@ class EnrichmentOperationsApi(enrichment_pb2_grpc.EnrichmentOperationsServiceSer
     @staticmethod
     def _cap(admitted: Admitted) -> int:
         return min(admitted.plan.max_batch_size, MAX_TASKS)
-
-
-def _metadata(context: Context) -> Metadata:
-    return context.invocation_metadata() or ()

@@ -20,13 +20,11 @@ from batchplane.core.json_body import parse_object, reject_unknown
 from batchplane.core.scopes import ENRICHMENT_READ, INTELLIGENCE_READ, SIGNALS_READ
 from batchplane.db import billing
 from batchplane.db.engine import Database
-from batchplane.intake.auth import Metadata
 from batchplane.intake.guard import Admitted, Guard
 from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
 from batchplane.intake.metering import meter_or_refuse
+from batchplane.intake.wire import Context, call_metadata
 from batchplane.intake.wire_errors import send_http_status
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def parse_requests(raw: bytes, *, cap: int) -> list[Any]:
@@ -86,7 +84,7 @@ class BatchFrameworkApi(framework_pb2_grpc.BatchFrameworkServiceServicer):
     async def GetUsage(
         self, request: framework_pb2.GetUsageRequest, context: Context
     ) -> framework_pb2.Usage:
-        admitted = await self._guard.admit(_metadata(context), scope=None)
+        admitted = await self._guard.admit(call_metadata(context), scope=None)
         month = billing.month_of(self._clock.now())
         async with self._database.transaction() as session:
             units = await billing.usage(session, org_id=admitted.caller.org_id, month=month)
@@ -104,7 +102,7 @@ class BatchFrameworkApi(framework_pb2_grpc.BatchFrameworkServiceServicer):
     async def _batch(
         self, family: str, scope: str, request: framework_pb2.SyncBatchRequest, context: Context
     ) -> framework_pb2.SyncBatchResponse:
-        admitted = await self._guard.admit(_metadata(context), scope=scope, bulk=True)
+        admitted = await self._guard.admit(call_metadata(context), scope=scope, bulk=True)
         http_body = request.http_body.data if request.HasField("http_body") else None
         return await self._gate.run(
             context,
@@ -183,7 +181,3 @@ def _struct(item: dict[str, Any]) -> struct_pb2.Struct:
     value = struct_pb2.Struct()
     value.update(item)
     return value
-
-
-def _metadata(context: Context) -> Metadata:
-    return context.invocation_metadata() or ()

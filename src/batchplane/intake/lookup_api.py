@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-
-import grpc
-from google.protobuf import struct_pb2
 
 from batchplane.api.lookup.v1 import lookup_pb2, lookup_pb2_grpc
 from batchplane.core.clock import rfc3339
@@ -17,15 +13,18 @@ from batchplane.core.settings import LookupSettings
 from batchplane.db import batches, lookups
 from batchplane.db.engine import Database
 from batchplane.db.models import Batch, BatchItem
-from batchplane.intake.auth import Metadata
 from batchplane.intake.guard import Admitted, Guard
 from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
 from batchplane.intake.lookups import FAMILY, LookupIntake, LookupRequest, parse_lookup_json
 from batchplane.intake.webhook_urls import WebhookUrlPolicy
+from batchplane.intake.wire import (
+    NULL,
+    Context,
+    call_metadata,
+    text_or_null,
+    time_or_null,
+)
 from batchplane.intake.wire_errors import send_http_status
-
-Context = grpc.aio.ServicerContext[Any, Any]
-NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
 
 
 def batch_path(batch_id: int) -> str:
@@ -54,7 +53,7 @@ class BulkLookupApi(lookup_pb2_grpc.BulkLookupServiceServicer):
     async def CreateBulkLookup(
         self, request: lookup_pb2.CreateBulkLookupRequest, context: Context
     ) -> lookup_pb2.BulkLookupBatch:
-        admitted = await self._guard.admit(_metadata(context), scope=LOOKUP_WRITE, bulk=True)
+        admitted = await self._guard.admit(call_metadata(context), scope=LOOKUP_WRITE, bulk=True)
         http_body = request.http_body.data if request.HasField("http_body") else None
         return await self._gate.run(
             context,
@@ -86,7 +85,7 @@ class BulkLookupApi(lookup_pb2_grpc.BulkLookupServiceServicer):
     async def GetBulkLookup(
         self, request: lookup_pb2.GetBulkLookupRequest, context: Context
     ) -> lookup_pb2.BulkLookupBatchWithResults:
-        admitted = await self._guard.admit(_metadata(context), scope=LOOKUP_WRITE)
+        admitted = await self._guard.admit(call_metadata(context), scope=LOOKUP_WRITE)
         async with self._database.transaction() as session:
             batch = await batches.get_batch(
                 session, batch_id=request.id, org_id=admitted.caller.org_id
@@ -102,7 +101,7 @@ class BulkLookupApi(lookup_pb2_grpc.BulkLookupServiceServicer):
     async def GetList(
         self, request: lookup_pb2.GetListRequest, context: Context
     ) -> lookup_pb2.DomainList:
-        admitted = await self._guard.admit(_metadata(context), scope=LOOKUP_WRITE)
+        admitted = await self._guard.admit(call_metadata(context), scope=LOOKUP_WRITE)
         org_id = admitted.caller.org_id
         async with self._database.transaction() as session:
             if not await lookups.list_exists(session, org_id=org_id, list_id=request.list_id):
@@ -131,18 +130,6 @@ class BulkLookupApi(lookup_pb2_grpc.BulkLookupServiceServicer):
         )
 
 
-def _metadata(context: Context) -> Metadata:
-    return context.invocation_metadata() or ()
-
-
-def _timestamp_or_null(moment: datetime | None) -> struct_pb2.Value:
-    return NULL if moment is None else struct_pb2.Value(string_value=rfc3339(moment))
-
-
-def _string_or_null(value: str | None) -> struct_pb2.Value:
-    return NULL if value is None else struct_pb2.Value(string_value=value)
-
-
 def _batch_fields(batch: Batch) -> dict[str, Any]:
     return {
         "id": batch.id,
@@ -152,8 +139,8 @@ def _batch_fields(batch: Batch) -> dict[str, Any]:
         "success_count": batch.success_count,
         "error_count": batch.error_count,
         "created_at": rfc3339(batch.created_at),
-        "started_at": _timestamp_or_null(batch.started_at),
-        "finished_at": _timestamp_or_null(batch.finished_at),
+        "started_at": time_or_null(batch.started_at),
+        "finished_at": time_or_null(batch.finished_at),
         "links": lookup_pb2.Links(self=batch_path(batch.id)),
     }
 
@@ -163,7 +150,7 @@ def _technologies(raw: list[dict[str, Any]]) -> list[lookup_pb2.Technology]:
         lookup_pb2.Technology(
             name=t["name"],
             categories=t.get("categories", []),
-            version=_string_or_null(t.get("version")),
+            version=text_or_null(t.get("version")),
             confidence=int(t.get("confidence", 100)),
         )
         for t in raw
@@ -176,8 +163,8 @@ def _item_result(item: BatchItem) -> lookup_pb2.DomainResult:
         domain=item.input,
         status=item.status,
         technologies=_technologies(result.get("technologies", [])),
-        error=_string_or_null(item.error_code),
-        looked_up_at=_string_or_null(result.get("looked_up_at")),
+        error=text_or_null(item.error_code),
+        looked_up_at=text_or_null(result.get("looked_up_at")),
         cached=bool(result.get("cached", False)),
     )
 
@@ -192,6 +179,6 @@ def _list_entry(domain: str, stored: lookups.StoredLookup | None) -> lookup_pb2.
         status="succeeded",
         technologies=_technologies(stored.technologies),
         error=NULL,
-        looked_up_at=_timestamp_or_null(stored.looked_up_at),
+        looked_up_at=time_or_null(stored.looked_up_at),
         cached=True,
     )

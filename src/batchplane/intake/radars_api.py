@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
 from google.api import httpbody_pb2
 
 from batchplane.api.radars.v1 import radars_pb2, radars_pb2_grpc
@@ -21,11 +20,10 @@ from batchplane.core.json_body import parse_object
 from batchplane.core.scopes import RADARS_READ, RADARS_WRITE
 from batchplane.db import radars
 from batchplane.db.engine import Database
-from batchplane.intake.auth import Metadata
-from batchplane.intake.enrichment_api import json_body
 from batchplane.intake.guard import Guard
 from batchplane.intake.idempotency import IdempotencyGate, request_fingerprint
 from batchplane.intake.radar_bulk import BulkRadarIntake
+from batchplane.intake.wire import Context, call_metadata, json_body
 from batchplane.intake.wire_errors import send_http_status
 from batchplane.radars import failures
 from batchplane.radars.creation import RadarConflict, RadarUnpaid, create_radar, radar_json
@@ -39,7 +37,6 @@ from batchplane.radars.specs import (
     parse_radar,
 )
 
-Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME = radars_pb2.DESCRIPTOR.services_by_name["RadarService"].full_name
 
 
@@ -89,7 +86,9 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
         self, request: radars_pb2.RadarRequest, context: Context
     ) -> httpbody_pb2.HttpBody:
         try:
-            admitted = await self._guard.admit(_metadata(context), scope=RADARS_WRITE, bulk=True)
+            admitted = await self._guard.admit(
+                call_metadata(context), scope=RADARS_WRITE, bulk=True
+            )
         except RateLimited as limited:
             # Seed 003: this endpoint's 429 always says which bucket: the minute one.
             limited.extra["reason"] = "minute"
@@ -106,7 +105,7 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
     async def GetBulkRadars(
         self, request: radars_pb2.BulkId, context: Context
     ) -> httpbody_pb2.HttpBody:
-        admitted = await self._guard.admit(_metadata(context), scope=RADARS_READ)
+        admitted = await self._guard.admit(call_metadata(context), scope=RADARS_READ)
         status = await self._bulk.status(admitted.caller.org_id, request.bulk_id)
         if status is None:
             raise NotFound(f"bulk {request.bulk_id} not found")
@@ -131,7 +130,7 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
     async def _create(
         self, kind: str, request: radars_pb2.RadarRequest, context: Context
     ) -> httpbody_pb2.HttpBody:
-        admitted = await self._guard.admit(_metadata(context), scope=RADARS_WRITE)
+        admitted = await self._guard.admit(call_metadata(context), scope=RADARS_WRITE)
         try:
             body = parse_object(request.http_body.data)
         except InvalidRequest as error:
@@ -164,7 +163,7 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
     async def GetRadar(
         self, request: radars_pb2.RadarId, context: Context
     ) -> httpbody_pb2.HttpBody:
-        admitted = await self._guard.admit(_metadata(context), scope=RADARS_READ)
+        admitted = await self._guard.admit(call_metadata(context), scope=RADARS_READ)
         async with self._database.transaction() as session:
             radar = await radars.get(session, org_id=admitted.caller.org_id, radar_id=request.id)
         if radar is None:
@@ -175,7 +174,7 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
     async def ListRadars(
         self, request: radars_pb2.ListRadarsRequest, context: Context
     ) -> httpbody_pb2.HttpBody:
-        admitted = await self._guard.admit(_metadata(context), scope=RADARS_READ)
+        admitted = await self._guard.admit(call_metadata(context), scope=RADARS_READ)
         limit = min(max(request.limit or 50, 1), 200)
         offset = max(request.offset, 0)
         async with self._database.transaction() as session:
@@ -189,7 +188,7 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
     async def DeactivateRadar(
         self, request: radars_pb2.RadarId, context: Context
     ) -> httpbody_pb2.HttpBody:
-        admitted = await self._guard.admit(_metadata(context), scope=RADARS_WRITE)
+        admitted = await self._guard.admit(call_metadata(context), scope=RADARS_WRITE)
         org_id = admitted.caller.org_id
         async with self._database.transaction() as session:
             await radars.deactivate(
@@ -200,7 +199,3 @@ class RadarsApi(radars_pb2_grpc.RadarServiceServicer):
             raise NotFound(f"radar {request.id} not found")
         await send_http_status(context, 200, admitted.headers)
         return json_body(radar_json(radar))
-
-
-def _metadata(context: Context) -> Metadata:
-    return context.invocation_metadata() or ()

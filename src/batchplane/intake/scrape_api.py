@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
-import grpc
 from google.protobuf import struct_pb2
 
 from batchplane.api.scrape.v1 import scrape_pb2, scrape_pb2_grpc
@@ -17,15 +15,13 @@ from batchplane.core.states import ItemState
 from batchplane.db import batches
 from batchplane.db.engine import Database
 from batchplane.db.models import Batch, BatchItem
-from batchplane.intake.auth import Metadata
 from batchplane.intake.guard import Admitted, Guard
 from batchplane.intake.idempotency import IdempotencyGate, Reply, request_fingerprint
 from batchplane.intake.scrapes import FAMILY, MAX_URLS, ScrapeIntake, parse_scrape_json
 from batchplane.intake.webhook_urls import WebhookUrlPolicy
+from batchplane.intake.wire import Context, call_metadata, text_or_null, time_or_null
 from batchplane.intake.wire_errors import send_http_status
 
-Context = grpc.aio.ServicerContext[Any, Any]
-NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
 _BATCH_ID = re.compile(r"^batch_([1-9][0-9]{0,9})$")
 _JOB_ID = re.compile(r"^job_([1-9][0-9]{0,9})_([0-9]{1,4})$")
 
@@ -69,7 +65,7 @@ class ScrapeApi(scrape_pb2_grpc.ScrapeServiceServicer):
     async def CreateScrapeBatch(
         self, request: scrape_pb2.CreateScrapeBatchRequest, context: Context
     ) -> scrape_pb2.ScrapeBatch:
-        admitted = await self._guard.admit(_metadata(context), scope=SCRAPE_WRITE, bulk=True)
+        admitted = await self._guard.admit(call_metadata(context), scope=SCRAPE_WRITE, bulk=True)
         raw = request.http_body.data
         return await self._gate.run(
             context,
@@ -92,7 +88,7 @@ class ScrapeApi(scrape_pb2_grpc.ScrapeServiceServicer):
     async def GetScrapeBatch(
         self, request: scrape_pb2.GetScrapeBatchRequest, context: Context
     ) -> scrape_pb2.ScrapeBatch:
-        admitted = await self._guard.admit(_metadata(context), scope=SCRAPE_READ)
+        admitted = await self._guard.admit(call_metadata(context), scope=SCRAPE_READ)
         match = _BATCH_ID.match(request.batch_id)
         batch, items = await self._load(admitted, int(match.group(1)) if match else None)
         if batch is None:
@@ -103,7 +99,7 @@ class ScrapeApi(scrape_pb2_grpc.ScrapeServiceServicer):
     async def GetScrapeJob(
         self, request: scrape_pb2.GetScrapeJobRequest, context: Context
     ) -> scrape_pb2.ScrapeJobDetail:
-        admitted = await self._guard.admit(_metadata(context), scope=SCRAPE_READ)
+        admitted = await self._guard.admit(call_metadata(context), scope=SCRAPE_READ)
         match = _JOB_ID.match(request.job_id)
         batch, items = await self._load(admitted, int(match.group(1)) if match else None)
         index = int(match.group(2)) if match else -1
@@ -162,20 +158,8 @@ def _job_detail(batch: Batch, item: BatchItem) -> scrape_pb2.ScrapeJobDetail:
         status=job_status(item),
         items=structs,
         items_count=len(extracted),
-        error=_text_or_null((item.result or {}).get("error") or item.error_code),
+        error=text_or_null((item.result or {}).get("error") or item.error_code or None),
         created_at=rfc3339(batch.created_at),
-        started_at=_time_or_null(item.started_at),
-        finished_at=_time_or_null(item.finished_at),
+        started_at=time_or_null(item.started_at),
+        finished_at=time_or_null(item.finished_at),
     )
-
-
-def _text_or_null(value: str | None) -> struct_pb2.Value:
-    return NULL if not value else struct_pb2.Value(string_value=value)
-
-
-def _time_or_null(moment: datetime | None) -> struct_pb2.Value:
-    return NULL if moment is None else struct_pb2.Value(string_value=rfc3339(moment))
-
-
-def _metadata(context: Context) -> Metadata:
-    return context.invocation_metadata() or ()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import grpc
 from google.protobuf import struct_pb2
 
 from batchplane.api.webhooks.v1 import webhooks_pb2, webhooks_pb2_grpc
@@ -13,12 +10,9 @@ from batchplane.core.errors import NotFound
 from batchplane.db import webhooks
 from batchplane.db.engine import Database
 from batchplane.db.models import WebhookAttempt, WebhookDelivery
-from batchplane.intake.auth import Metadata
 from batchplane.intake.guard import Guard
+from batchplane.intake.wire import NULL, Context, call_metadata
 from batchplane.intake.wire_errors import send_http_status
-
-Context = grpc.aio.ServicerContext[Any, Any]
-NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
 
 
 class WebhooksApi(webhooks_pb2_grpc.WebhooksServiceServicer):
@@ -30,7 +24,7 @@ class WebhooksApi(webhooks_pb2_grpc.WebhooksServiceServicer):
     async def ListDeliveries(
         self, request: webhooks_pb2.ListDeliveriesRequest, context: Context
     ) -> webhooks_pb2.DeliveryList:
-        admitted = await self._guard.admit(_metadata(context), scope=None)
+        admitted = await self._guard.admit(call_metadata(context), scope=None)
         limit = min(max(request.limit or 50, 1), 500)
         async with self._database.transaction() as session:
             found = await webhooks.list_deliveries(
@@ -45,7 +39,7 @@ class WebhooksApi(webhooks_pb2_grpc.WebhooksServiceServicer):
     async def RedeliverDelivery(
         self, request: webhooks_pb2.RedeliverRequest, context: Context
     ) -> webhooks_pb2.Delivery:
-        admitted = await self._guard.admit(_metadata(context), scope=None)
+        admitted = await self._guard.admit(call_metadata(context), scope=None)
         org_id = admitted.caller.org_id
         async with self._database.transaction() as session:
             if not await webhooks.redeliver(
@@ -84,7 +78,3 @@ def _attempt(attempt: WebhookAttempt) -> webhooks_pb2.DeliveryAttempt:
         response_snippet=attempt.response_snippet,
         error=NULL if attempt.error is None else struct_pb2.Value(string_value=attempt.error),
     )
-
-
-def _metadata(context: Context) -> Metadata:
-    return context.invocation_metadata() or ()
