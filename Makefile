@@ -50,6 +50,10 @@ lint: install ## ruff, ruff format --check and mypy --strict
 .PHONY: check
 check: lint test ## what CI runs
 
+.PHONY: bench
+bench: install ## benchmark the whole pipeline vs its ceilings and Celery (BENCH_SCALE=quick|full; table and JSON in .bench/)
+	$(BIN)/python -m bench.pipeline
+
 .PHONY: clean
 clean: ## remove the environment, generated code and local state
 	rm -rf $(VENV) src/batchplane/api var .pytest_cache .mypy_cache .ruff_cache

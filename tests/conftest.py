@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from batchplane.db.migrate import upgrade_async
 from tests.support import postgres
 from tests.support.broker import running_broker
 from tests.support.sites import SiteServer, default_sites, serve_sites
-from tests.support.stack import RunningStack, running_stack, stack_env
+from tests.support.stack import OwnStack, RunningStack, running_stack, stack_env
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -75,9 +75,29 @@ async def stack(
         yield running
 
 
+@pytest.fixture(scope="session")
+def own_stack(broker: str, sites: SiteServer, tmp_path_factory: pytest.TempPathFactory) -> OwnStack:
+    """Starts `batchplane run` on its own database and topics, for tests that kill its
+    services or need other settings: `async with own_stack({"BATCHPLANE_…": "…"}) as s:`."""
+
+    @contextlib.asynccontextmanager
+    async def start(extra: Mapping[str, str] | None = None) -> AsyncIterator[RunningStack]:
+        async with (
+            _own_postgres_database() as database_url,
+            _stack(broker, database_url, sites, tmp_path_factory, extra) as running,
+        ):
+            yield running
+
+    return start
+
+
 @contextlib.asynccontextmanager
 async def _stack(
-    broker: str, database_url: str, sites: SiteServer, tmp_path_factory: pytest.TempPathFactory
+    broker: str,
+    database_url: str,
+    sites: SiteServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    extra: Mapping[str, str] | None = None,
 ) -> AsyncIterator[RunningStack]:
     env, ports = stack_env(
         database_url=database_url,
@@ -85,6 +105,7 @@ async def _stack(
         state_dir=Path(tmp_path_factory.mktemp("stack")),
         site_port=sites.port,
         site_hosts=sorted(sites.sites),
+        extra=extra,
     )
     async with running_stack(env, ports) as running:
         yield running

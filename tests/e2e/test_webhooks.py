@@ -13,7 +13,7 @@ import aiohttp
 import pytest_asyncio
 from tests.support.api import bearer, get_json, poll_lookup, post_json
 from tests.support.receiver import Receiver, serve_receiver
-from tests.support.stack import RunningStack
+from tests.support.stack import OwnStack, RunningStack
 
 LOOKUP = "/api/v1/bulk/lookup"
 
@@ -67,7 +67,8 @@ async def test_item_and_completion_webhooks_are_signed_and_complete(
     items, completion = got[:2], got[2]
     assert {r.body["event"] for r in items} == {"item_completed"}
     assert completion.body["event"] == "batch_completed"
-    assert completion.body["counts"] == {"total": 2, "succeeded": 1, "failed": 1}
+    assert completion.body["status"] == "finished"
+    assert completion.body["counts"] == {"total": 2, "succeeded": 1, "failed": 1, "cancelled": 0}
     assert sorted(completion.body["items"], key=lambda i: i["item_index"]) == sorted(
         (r.body for r in items), key=lambda i: i["item_index"]
     )
@@ -181,3 +182,64 @@ async def test_webhook_urls_must_be_https_unless_allowed(
     )
     assert status == 422
     assert "https" in answer["error"]
+
+
+async def test_a_hanging_endpoint_does_not_delay_healthy_ones(
+    own_stack: OwnStack, http: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    # A stack of its own, whose attempts may hang for 30 s before the notifier gives up:
+    # longer than this test waits for the healthy endpoints.
+    patient = {"BATCHPLANE_WEBHOOK_TIMEOUT_S": "30", "BATCHPLANE_WEBHOOK_LEASE_S": "40"}
+    async with own_stack(patient) as stack, serve_receiver() as elsewhere:
+        slow_org = _org(stack, receiver)
+        slow = f"hang-{uuid.uuid4().hex[:8]}"
+        receiver.delays[slow] = 600  # until the notifier hangs up
+        slow_domains = ["not a domain", "-a-", "-b-", "-c-", "-d-", "-e-"]
+        status, _, slow_batch = await post_json(
+            http,
+            f"{stack.base_url}{LOOKUP}",
+            {"domains": slow_domains, "webhook_url": receiver.url(slow)},
+            bearer(slow_org["token"]),
+        )
+        assert status == 202, slow_batch
+        # The endpoint's share of attempts (BATCHPLANE_WEBHOOK_PER_ENDPOINT), all hanging.
+        await _until(lambda: receiver.in_flight[slow] == 4)
+
+        # Healthy endpoints of other organisations: another path on the same server, and
+        # another server.
+        healthy = []
+        for where in (receiver, elsewhere):
+            org = _org(stack, where)
+            name = f"ok-{uuid.uuid4().hex[:8]}"
+            status, _, batch = await post_json(
+                http,
+                f"{stack.base_url}{LOOKUP}",
+                {
+                    "domains": ["plain.test", "shop.test", "not a domain"],
+                    "webhook_url": where.url(name),
+                },
+                bearer(org["token"]),
+            )
+            assert status == 202, batch
+            healthy.append((where, name, org, batch))
+
+        def all_completed() -> bool:
+            return all(
+                any(r.body["event"] == "batch_completed" for r in where.at(name))
+                for where, name, _, _ in healthy
+            )
+
+        await _until(all_completed, timeout_s=20)
+
+        for where, name, org, batch in healthy:
+            assert len(where.at(name)) == 4  # three items and the completion
+            assert all(r.verified for r in where.at(name))
+            deliveries = await _deliveries(stack, http, org["token"], batch["id"])
+            assert len(deliveries) == 4
+        # Meanwhile the slow endpoint's first attempts are all still hanging.
+        assert receiver.in_flight[slow] == 4
+        assert len(receiver.at(slow)) == 4
+        slow_deliveries = await _deliveries(stack, http, slow_org["token"], slow_batch["id"])
+        assert len(slow_deliveries) == len(slow_domains) + 1
+        assert {d["status"] for d in slow_deliveries} == {"pending"}
+        assert all(d["attempts"] == 0 for d in slow_deliveries)

@@ -27,6 +27,7 @@ class HoldFirstBatch:
     """Blocks the items of one batch until released; answers the others at once."""
 
     family = "lookup"
+    claims_each_item = False
 
     def __init__(self, held_batch: int) -> None:
         self.held_batch = held_batch

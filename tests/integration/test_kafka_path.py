@@ -25,6 +25,7 @@ from batchplane.processor.pipeline import ItemPipeline
 
 class SucceedAll:
     family = "lookup"
+    claims_each_item = False
 
     async def run(self, items: Sequence[PendingItem]) -> list[Outcome]:
         return [Outcome(i.batch_id, i.item_index, True, result={"ok": True}) for i in items]
@@ -82,7 +83,7 @@ async def test_batch_flows_from_outbox_through_the_broker_to_terminal(
             caller, PRO, LookupRequest(["a.com", "b.com", "c.com"], False, 0, None)
         )
         relay = OutboxRelay(database, producer)
-        assert await relay.publish_once() == 4  # accepted event + 3 work items
+        assert await relay.publish_once() == 2  # accepted event + one work record for 3 items
         await producer.send_and_wait(kafka.work_topic, b"\xff\x00 not protobuf", key=b"x")
 
         pipeline = ItemPipeline(database, [SucceedAll()], kafka=kafka, clock=SystemClock())

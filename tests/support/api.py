@@ -35,12 +35,18 @@ async def get_json(
 async def poll_lookup(
     http: aiohttp.ClientSession, base_url: str, batch_id: int, token: str, timeout_s: float = 30
 ) -> dict[str, Any]:
-    """GET the batch until it is finished; returns the final body."""
+    """GET the batch until it is finished; returns the final body.
+
+    A 503 `unavailable` (retryable by contract: a service restarting) is retried.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         status, body = await get_json(
             http, f"{base_url}/api/v1/bulk/lookup/{batch_id}", bearer(token)
         )
+        if status == 503 and body.get("code") == "unavailable" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            continue
         assert status == 200, body
         if body["status"] == "finished" or time.monotonic() > deadline:
             return dict(body)

@@ -38,6 +38,26 @@ PERSON_PAGE = """<!doctype html><html><head><title>Jane Roe</title>
 </head><body><h1>Jane Roe</h1>
 <a href="https://github.com/janeroe">GitHub</a></body></html>"""
 
+
+def rss_feed(*items: tuple[str, str, str]) -> str:
+    """An RSS 2.0 feed of (guid, title, link) items."""
+    entries = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>{link}</link></item>"
+        for guid, title, link in items
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{entries}</channel></rss>'
+
+
+def atom_feed(*entries: tuple[str, str, str]) -> str:
+    """An Atom feed of (id, title, link) entries."""
+    body = "".join(
+        f'<entry><id>{entry_id}</id><title>{title}</title><link href="{link}"/>'
+        "<updated>2026-11-22T08:30:00Z</updated></entry>"
+        for entry_id, title, link in entries
+    )
+    return f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>{body}</feed>'
+
+
 PLAIN_PAGE = "<!doctype html><html><head><title>plain</title></head><body>hello</body></html>"
 
 
@@ -58,6 +78,8 @@ class SiteServer:
     sites: dict[str, Site]
     port: int = 0
     hits: dict[str, int] = field(default_factory=dict)
+    # Requested URLs without scheme ("host/path"), in order of arrival.
+    requested: list[str] = field(default_factory=list)
     # Requests being answered right now, and the most ever at once, per host.
     in_flight: dict[str, int] = field(default_factory=dict)
     peak: dict[str, int] = field(default_factory=dict)
@@ -65,6 +87,7 @@ class SiteServer:
     async def handle(self, request: web.Request) -> web.Response:
         host = (request.host or "").split(":")[0].lower()
         self.hits[host] = self.hits.get(host, 0) + 1
+        self.requested.append(f"{host}{request.path}")
         site = self.sites.get(host)
         if site is None:
             return web.Response(status=404, text="unknown site")
@@ -103,6 +126,11 @@ def default_sites() -> dict[str, Site]:
         "changing.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
         # A company radar watches this one while a test changes it.
         "watched.test": Site(PLAIN_PAGE, {"Server": "Apache/2.4.58"}),
+        # A contact radar watches this profile while a test changes it.
+        "profile.test": Site(PERSON_PAGE),
+        # The operator's feeds for industry radars (tests/support/stack.py).
+        "newsfeed.test": Site(rss_feed(("old-1", "Anvils are old news", "http://acme.test/a"))),
+        "jobsfeed.test": Site(atom_feed(("job-1", "Anvil welder", "http://acme.test/jobs/1"))),
     }
 
 

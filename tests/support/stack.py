@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,18 @@ class RunningStack:
         path = self.state_dir / "logs" / f"{service}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def pid(self, service: str) -> int | None:
+        """The service's current pid, from the pid file `batchplane run` keeps."""
+        path = self.state_dir / "run" / f"{service}.pid"
+        try:
+            return int(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+
+# The `own_stack` fixture: `async with own_stack(extra_env) as stack:` starts a stack of its own.
+OwnStack = Callable[..., contextlib.AbstractAsyncContextManager[RunningStack]]
+
 
 def stack_env(
     *,
@@ -80,7 +92,17 @@ def stack_env(
 ) -> tuple[dict[str, str], dict[str, int]]:
     ports = {
         name: free_port()
-        for name in ("gateway", "admin", "intake", "processor", "notifier", "https")
+        for name in (
+            "gateway",
+            "admin",
+            "intake",
+            "processor",
+            "notifier",
+            "https",
+            "intake_metrics",
+            "processor_metrics",
+            "notifier_metrics",
+        )
     }
     plans_file = state_dir / "plans.json"
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -101,11 +123,18 @@ def stack_env(
         "BATCHPLANE_PROCESSOR_GROUP": f"test-processor-{suffix}",
         "BATCHPLANE_NOTIFIER_GROUP": f"test-notifier-{suffix}",
         "BATCHPLANE_NOTIFIER_PORT": str(ports["notifier"]),
+        "BATCHPLANE_INTAKE_METRICS_PORT": str(ports["intake_metrics"]),
+        "BATCHPLANE_PROCESSOR_METRICS_PORT": str(ports["processor_metrics"]),
+        "BATCHPLANE_NOTIFIER_METRICS_PORT": str(ports["notifier_metrics"]),
         # Time-compressed webhook retries: a dead endpoint is dead-lettered in about a second.
         "BATCHPLANE_WEBHOOK_RETRY_SCHEDULE": "0.3s,0.3s,0.3s",
         "BATCHPLANE_WEBHOOK_TIMEOUT_S": "2",
+        # A killed notifier's claimed deliveries come back after 5 s, not a minute.
+        "BATCHPLANE_WEBHOOK_LEASE_S": "5",
         # Live radars re-check every second.
         "BATCHPLANE_RADAR_CHECK_INTERVAL_S": "1",
+        "BATCHPLANE_RADAR_NEWS_FEEDS": "http://newsfeed.test/rss.xml",
+        "BATCHPLANE_RADAR_JOB_FEEDS": "http://jobsfeed.test/jobs.atom",
         "BATCHPLANE_KAFKA_SESSION_TIMEOUT_MS": "2000",
         "BATCHPLANE_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "BATCHPLANE_OUTBOUND_ALLOW_NETWORKS": "127.0.0.0/8",

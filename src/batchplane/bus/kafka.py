@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -26,6 +27,7 @@ def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
         linger_ms=5,
         max_batch_size=1_048_576,
         request_timeout_ms=10_000,
+        metadata_max_age_ms=kafka.metadata_max_age_ms,
     )
 
 
@@ -40,6 +42,7 @@ def make_consumer(kafka: KafkaSettings, *topics: str, group_id: str) -> AIOKafka
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         max_poll_records=kafka.max_poll_records,
+        metadata_max_age_ms=kafka.metadata_max_age_ms,
     )
 
 
@@ -66,3 +69,35 @@ async def ensure_topics(kafka: KafkaSettings) -> None:
             log.info("created topics %s", [t.name for t in missing])
     finally:
         await admin.close()
+
+
+class TopicKeeper:
+    """Creates the topics again when a consumer group member holds no partition.
+
+    A broker that restarted empty (the local broker keeps nothing) has forgotten the
+    topics: the group's members rejoin with nothing assigned and would wait for a
+    producer to auto-create them, with the broker's default partition count, or for
+    ever where auto-creation is off. While its member holds no partition, the
+    keeper makes sure the topics exist, at most once per `interval_s`; the next
+    metadata refresh (`metadata_max_age_ms`) then brings the partitions back. A
+    member left without partitions because the group has more members than
+    partitions costs one admin round trip per interval.
+    """
+
+    def __init__(self, kafka: KafkaSettings, *, interval_s: float = 5.0) -> None:
+        self._kafka = kafka
+        self._interval_s = interval_s
+        self._last = time.monotonic()
+
+    async def check(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if consumer.assignment():
+            self._last = now
+            return
+        if now - self._last < self._interval_s:
+            return
+        self._last = now
+        try:
+            await ensure_topics(self._kafka)
+        except Exception as error:  # noqa: BLE001 - the broker may still be away
+            log.warning("could not check the topics: %s", error)

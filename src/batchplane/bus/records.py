@@ -1,11 +1,12 @@
 """Build the Kafka records batchplane publishes: work items and events.
 
 Keys are the batch id as a decimal string, so that every record of one batch
-lands on one partition, in order.
+lands on one partition, in order; a radar's signals are keyed by its radar id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from batchplane.api.events.v1 import events_pb2
@@ -18,21 +19,53 @@ def batch_key(batch_id: int) -> bytes:
     return str(batch_id).encode()
 
 
+# Most items one work record stands for (a bulk of 10,000 scrape URLs is 20 records).
+# The processor works on chunks of at most `BATCHPLANE_PROCESSOR_CHUNK_ITEMS` items
+# whatever the records hold.
+MAX_ITEMS_PER_RECORD = 500
+
+
 def work_records(
-    topic: str, *, batch_id: int, org_id: str, family: str, item_count: int
+    topic: str,
+    *,
+    batch_id: int,
+    org_id: str,
+    family: str,
+    item_count: int = 0,
+    item_indexes: Iterable[int] | None = None,
 ) -> list[Record]:
-    """One work record per item of a batch."""
+    """The work records for the items of a batch (all of them, or `item_indexes`):
+    one per run of consecutive indexes, of at most `MAX_ITEMS_PER_RECORD` items."""
     key = batch_key(batch_id)
+    runs = (
+        [
+            (first, min(MAX_ITEMS_PER_RECORD, item_count - first))
+            for first in range(0, item_count, MAX_ITEMS_PER_RECORD)
+        ]
+        if item_indexes is None
+        else index_runs(sorted(set(item_indexes)), MAX_ITEMS_PER_RECORD)
+    )
     return [
         Record(
             topic,
             key,
             work_pb2.WorkItem(
-                batch_id=batch_id, item_index=index, family=family, org_id=org_id
+                batch_id=batch_id, item_index=start, item_count=count, family=family, org_id=org_id
             ).SerializeToString(),
         )
-        for index in range(item_count)
+        for start, count in runs
     ]
+
+
+def index_runs(indexes: Iterable[int], longest: int) -> list[tuple[int, int]]:
+    """(first, count) of each run of consecutive ascending indexes, runs cut at `longest`."""
+    runs: list[tuple[int, int]] = []
+    for index in indexes:
+        if runs and runs[-1][0] + runs[-1][1] == index and runs[-1][1] < longest:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((index, 1))
+    return runs
 
 
 EventKind = (
@@ -40,6 +73,7 @@ EventKind = (
     | events_pb2.BatchStarted
     | events_pb2.ItemCompleted
     | events_pb2.BatchFinished
+    | events_pb2.BatchCancelled
 )
 
 _KIND_FIELD = {
@@ -47,6 +81,7 @@ _KIND_FIELD = {
     events_pb2.BatchStarted: "batch_started",
     events_pb2.ItemCompleted: "item_completed",
     events_pb2.BatchFinished: "batch_finished",
+    events_pb2.BatchCancelled: "batch_cancelled",
 }
 
 
@@ -54,9 +89,23 @@ def event_record(
     topic: str, kind: EventKind, *, org_id: str, batch_id: int, family: str, now: datetime
 ) -> Record:
     """An `Event` envelope around one kind of event."""
+    event = _envelope(org_id=org_id, batch_id=batch_id, family=family, now=now)
+    getattr(event, _KIND_FIELD[type(kind)]).CopyFrom(kind)
+    return Record(topic, batch_key(batch_id), event.SerializeToString())
+
+
+def signal_record(
+    topic: str, signal: events_pb2.SignalDetected, *, org_id: str, now: datetime
+) -> Record:
+    """A `signal_detected` event: no batch, keyed by its radar."""
+    event = _envelope(org_id=org_id, batch_id=0, family="radar", now=now)
+    event.signal_detected.CopyFrom(signal)
+    return Record(topic, signal.radar_id.encode(), event.SerializeToString())
+
+
+def _envelope(*, org_id: str, batch_id: int, family: str, now: datetime) -> events_pb2.Event:
     event = events_pb2.Event(
         event_id=new_id("evt"), org_id=org_id, batch_id=batch_id, family=family
     )
     event.occurred_at.FromDatetime(now)
-    getattr(event, _KIND_FIELD[type(kind)]).CopyFrom(kind)
-    return Record(topic, batch_key(batch_id), event.SerializeToString())
+    return event

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 from batchplane.cli import admin
-from batchplane.core.runtime import configure_logging, run_service
+from batchplane.core import tracing
+from batchplane.core.logs import configure_logging
+from batchplane.core.runtime import run_service
 from batchplane.core.settings import Settings, SettingsError
 
 
@@ -24,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade"])
     gateway = commands.add_parser("gateway", help="Envoy configuration")
     gateway.add_argument(
-        "action", choices=["render", "run"], help="render: print or write; run: render, exec Envoy"
+        "action",
+        choices=["render", "run", "openapi"],
+        help="render: print or write; run: render, exec Envoy; openapi: the OpenAPI document",
     )
     gateway.add_argument("--out", type=Path, default=None, help="file to write (stdout if unset)")
     admin.add_parser(commands)
@@ -38,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"batchplane: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    service = args.service if args.command == "serve" else args.command
+    configure_logging(settings.log_level, fmt=settings.log_format, service=service)
     if args.command == "run":
         from batchplane.local.stack import run_stack
 
@@ -57,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(service: str, settings: Settings) -> int:
+    with tracing.installed(settings, f"batchplane-{service}"):
+        _serve_traced(service, settings)
+    return 0
+
+
+def _serve_traced(service: str, settings: Settings) -> None:
     if service == "intake":
         from batchplane.intake.server import run as run_intake
 
@@ -69,7 +80,6 @@ def _serve(service: str, settings: Settings) -> int:
         from batchplane.notifier.server import run as run_notifier
 
         run_service(lambda stop: run_notifier(settings, stop))
-    return 0
 
 
 def _gateway(settings: Settings, action: str, out: Path | None) -> int:
@@ -82,6 +92,13 @@ def _gateway(settings: Settings, action: str, out: Path | None) -> int:
         path = config.write(settings, out or settings.state_dir / "envoy.yaml")
         command = config.envoy_command(path, log_level="info")
         os.execv(command[0], command)  # noqa: S606 - a fixed binary, no shell
+    if action == "openapi":
+        document = json.dumps(config.openapi_document(settings), indent=2)
+        if out is None:
+            print(document)
+        else:
+            out.write_text(document + "\n")
+        return 0
     if out is None:
         print(yaml.safe_dump(config.render(settings), sort_keys=False))
     else:

@@ -36,7 +36,20 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(
             "request body must be a JSON object", code="malformed_json", http_status=400
         )
+    if _has_nul(value):
+        # PostgreSQL stores no NUL in text or jsonb: refuse it here, not with a 500 later.
+        raise InvalidRequest("strings must not contain the NUL character (\\u0000)")
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def reject_unknown(body: Mapping[str, Any], allowed: frozenset[str], *, where: str = "") -> None:

@@ -1,4 +1,7 @@
-"""Process plumbing shared by the services: logging and signal-driven shutdown."""
+"""Process plumbing shared by the services: signal-driven shutdown and retries.
+
+Logging is set up by `batchplane.core.logs`, tracing by `batchplane.core.tracing`.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # aiokafka logs every failed connection attempt at ERROR while we retry.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -42,6 +42,11 @@ class KafkaSettings:
     max_poll_records: int = 500
     # Chunks a processor works on at once; offsets are still committed in order.
     chunks_in_flight: int = 8
+    # Most items in one chunk (one claim, one handler call, one outcome transaction).
+    chunk_items: int = 500
+    # How often clients refresh the cluster metadata: how soon a consumer sees topics
+    # that were created again after the broker lost them (aiokafka's default is 5 min).
+    metadata_max_age_ms: int = 30_000
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,10 @@ class WebhookSettings:
     timeout_s: float = 15.0
     per_endpoint_concurrency: int = 4
     max_in_flight: int = 100
+    # How long a notifier holds a claimed delivery; a killed notifier's claims are sent
+    # again by any notifier after this. Longer than `timeout_s`, so that an attempt still
+    # in flight is never claimed a second time.
+    lease_s: float = 60.0
     # http:// webhook URLs are refused except for these hosts (https is always fine).
     allow_http_hosts: frozenset[str] = frozenset()
     # How long a rotated-out signing secret keeps signing.
@@ -102,8 +111,13 @@ class Settings:
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     scrape_credits_per_url: int = 1
     radar_credits: int = 1
-    # How often an active company radar re-checks its domain.
+    # How often an active radar is re-checked (company: its domain's technologies;
+    # contact: its profile page; industry: the operator's feeds).
     radar_check_interval_s: float = 3600.0
+    # RSS/Atom feeds that industry_mentions and industry_news radars scan.
+    radar_news_feeds: tuple[str, ...] = ()
+    # RSS/Atom feeds of job postings that industry_job_openings radars scan.
+    radar_job_feeds: tuple[str, ...] = ()
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     notifier_host: str = "127.0.0.1"
     notifier_port: int = 50053
@@ -115,6 +129,9 @@ class Settings:
     intake_port: int = 50051
     processor_host: str = "127.0.0.1"
     processor_port: int = 50052
+    # Benchmarking aid (`make bench`), never for production: the processor records a
+    # trivial success for every item of these families instead of running their handler.
+    processor_noop_families: frozenset[str] = frozenset()
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_admin_port: int = 9901
@@ -134,7 +151,28 @@ class Settings:
     sync_batch_timeout_s: float = 30.0
     outbox_batch_size: int = 2_000
     outbox_poll_interval_s: float = 0.2
+    # Items still queued and held by no processor this long after their work was
+    # published are published again (the broker lost the record, or its processor died).
+    # Longer than the longest item's work, or a slow item is looked at twice.
+    requeue_lease_s: float = 900.0
+    requeue_interval_s: float = 60.0
+    # Readiness: how often each service probes its database and broker (and intake its
+    # Redis), and how long one probe may take before the dependency counts as down.
+    health_interval_s: float = 5.0
+    health_timeout_s: float = 2.0
     log_level: str = "INFO"
+    # "text" (one readable line per record) or "json" (one JSON object per line).
+    log_format: str = "text"
+    # Where spans go: "none" (no tracing at all), "console" (stdout) or "otlp"
+    # (OTLP/HTTP protobuf to `otlp_endpoint`, and Envoy's spans too).
+    otel_exporter: str = "none"
+    otlp_endpoint: str = "http://127.0.0.1:4318"
+    # Prometheus `/metrics` over HTTP, one port per service; None serves none, 0 picks a
+    # free port (tests).
+    metrics_host: str = "127.0.0.1"
+    intake_metrics_port: int | None = None
+    processor_metrics_port: int | None = None
+    notifier_metrics_port: int | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -174,6 +212,10 @@ class Settings:
             fetch_max_wait_ms=e.integer("BATCHPLANE_KAFKA_FETCH_MAX_WAIT_MS", 100),
             max_poll_records=e.integer("BATCHPLANE_KAFKA_MAX_POLL_RECORDS", 500),
             chunks_in_flight=e.integer("BATCHPLANE_PROCESSOR_CHUNKS_IN_FLIGHT", 8),
+            chunk_items=e.integer("BATCHPLANE_PROCESSOR_CHUNK_ITEMS", 500),
+            metadata_max_age_ms=e.integer(
+                "BATCHPLANE_KAFKA_METADATA_MAX_AGE_MS", KafkaSettings.metadata_max_age_ms
+            ),
         )
         lookup = LookupSettings(
             credits_per_domain=e.integer("BATCHPLANE_LOOKUP_CREDITS_PER_DOMAIN", 1),
@@ -193,6 +235,23 @@ class Settings:
             max_processing_s=e.number("BATCHPLANE_ENRICHMENT_MAX_PROCESSING_S", 300.0),
             sweep_interval_s=e.number("BATCHPLANE_ENRICHMENT_SWEEP_INTERVAL_S", 10.0),
         )
+        webhooks = WebhookSettings(
+            retry_schedule=e.text(
+                "BATCHPLANE_WEBHOOK_RETRY_SCHEDULE", WebhookSettings.retry_schedule
+            ),
+            timeout_s=e.number("BATCHPLANE_WEBHOOK_TIMEOUT_S", WebhookSettings.timeout_s),
+            per_endpoint_concurrency=e.integer("BATCHPLANE_WEBHOOK_PER_ENDPOINT", 4),
+            max_in_flight=e.integer("BATCHPLANE_WEBHOOK_MAX_IN_FLIGHT", 100),
+            lease_s=e.number("BATCHPLANE_WEBHOOK_LEASE_S", WebhookSettings.lease_s),
+            allow_http_hosts=frozenset(e.items("BATCHPLANE_WEBHOOK_ALLOW_HTTP_HOSTS")),
+            secret_overlap_s=e.integer("BATCHPLANE_WEBHOOK_SECRET_OVERLAP_S", 24 * 3600),
+        )
+        if webhooks.lease_s <= webhooks.timeout_s:
+            raise SettingsError(
+                "BATCHPLANE_WEBHOOK_LEASE_S must be longer than BATCHPLANE_WEBHOOK_TIMEOUT_S "
+                f"({webhooks.lease_s:g} <= {webhooks.timeout_s:g}): a delivery still in flight "
+                "would be claimed and sent again"
+            )
         return cls(
             state_dir=Path(e.text("BATCHPLANE_STATE_DIR", DEFAULT_STATE_DIR)),
             database_url=e.text("DATABASE_URL", ""),
@@ -202,16 +261,9 @@ class Settings:
             scrape_credits_per_url=e.integer("BATCHPLANE_SCRAPE_CREDITS_PER_URL", 1),
             radar_credits=e.integer("BATCHPLANE_RADAR_CREDITS", 1),
             radar_check_interval_s=e.number("BATCHPLANE_RADAR_CHECK_INTERVAL_S", 3600.0),
-            webhooks=WebhookSettings(
-                retry_schedule=e.text(
-                    "BATCHPLANE_WEBHOOK_RETRY_SCHEDULE", WebhookSettings.retry_schedule
-                ),
-                timeout_s=e.number("BATCHPLANE_WEBHOOK_TIMEOUT_S", 15.0),
-                per_endpoint_concurrency=e.integer("BATCHPLANE_WEBHOOK_PER_ENDPOINT", 4),
-                max_in_flight=e.integer("BATCHPLANE_WEBHOOK_MAX_IN_FLIGHT", 100),
-                allow_http_hosts=frozenset(e.items("BATCHPLANE_WEBHOOK_ALLOW_HTTP_HOSTS")),
-                secret_overlap_s=e.integer("BATCHPLANE_WEBHOOK_SECRET_OVERLAP_S", 24 * 3600),
-            ),
+            radar_news_feeds=tuple(e.items("BATCHPLANE_RADAR_NEWS_FEEDS")),
+            radar_job_feeds=tuple(e.items("BATCHPLANE_RADAR_JOB_FEEDS")),
+            webhooks=webhooks,
             notifier_host=e.text("BATCHPLANE_NOTIFIER_HOST", "127.0.0.1"),
             notifier_port=e.integer("BATCHPLANE_NOTIFIER_PORT", 50053),
             scrape_max_body_bytes=e.integer("BATCHPLANE_SCRAPE_MAX_BODY_BYTES", 5_000_000),
@@ -220,6 +272,7 @@ class Settings:
             intake_port=e.integer("BATCHPLANE_INTAKE_PORT", 50051),
             processor_host=e.text("BATCHPLANE_PROCESSOR_HOST", "127.0.0.1"),
             processor_port=e.integer("BATCHPLANE_PROCESSOR_PORT", 50052),
+            processor_noop_families=frozenset(e.items("BATCHPLANE_PROCESSOR_NOOP_FAMILIES")),
             gateway_host=e.text("BATCHPLANE_GATEWAY_HOST", "127.0.0.1"),
             gateway_port=e.integer("BATCHPLANE_GATEWAY_PORT", 8080),
             gateway_admin_port=e.integer("BATCHPLANE_GATEWAY_ADMIN_PORT", 9901),
@@ -238,7 +291,18 @@ class Settings:
             sync_batch_timeout_s=e.number("BATCHPLANE_SYNC_BATCH_TIMEOUT_S", 30.0),
             outbox_batch_size=e.integer("BATCHPLANE_OUTBOX_BATCH_SIZE", 2_000),
             outbox_poll_interval_s=e.number("BATCHPLANE_OUTBOX_POLL_INTERVAL_S", 0.2),
+            requeue_lease_s=e.number("BATCHPLANE_REQUEUE_LEASE_S", 900.0),
+            requeue_interval_s=e.number("BATCHPLANE_REQUEUE_INTERVAL_S", 60.0),
+            health_interval_s=e.number("BATCHPLANE_HEALTH_INTERVAL_S", 5.0),
+            health_timeout_s=e.number("BATCHPLANE_HEALTH_TIMEOUT_S", 2.0),
             log_level=e.text("BATCHPLANE_LOG_LEVEL", "INFO"),
+            log_format=e.choice("BATCHPLANE_LOG_FORMAT", "text", ("text", "json")),
+            otel_exporter=e.choice("BATCHPLANE_OTEL_EXPORTER", "none", ("none", "console", "otlp")),
+            otlp_endpoint=e.text("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            metrics_host=e.text("BATCHPLANE_METRICS_HOST", "127.0.0.1"),
+            intake_metrics_port=e.optional_integer("BATCHPLANE_INTAKE_METRICS_PORT"),
+            processor_metrics_port=e.optional_integer("BATCHPLANE_PROCESSOR_METRICS_PORT"),
+            notifier_metrics_port=e.optional_integer("BATCHPLANE_NOTIFIER_METRICS_PORT"),
         )
 
 
@@ -259,6 +323,12 @@ class _Env:
         value = self.values.get(name, "").strip()
         return value or default
 
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
     def integer(self, name: str, default: int) -> int:
         raw = self.values.get(name, "").strip()
         if not raw:
@@ -267,6 +337,12 @@ class _Env:
             return int(raw)
         except ValueError:
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+    def optional_integer(self, name: str) -> int | None:
+        """An integer, or None when the variable is unset or empty."""
+        if not self.values.get(name, "").strip():
+            return None
+        return self.integer(name, 0)
 
     def number(self, name: str, default: float) -> float:
         raw = self.values.get(name, "").strip()

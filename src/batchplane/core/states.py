@@ -9,12 +9,17 @@ class BatchState(StrEnum):
     QUEUED = "queued"
     PROCESSING = "processing"
     FINISHED = "finished"
+    # Cancelled, and every item terminal (the unstarted ones `cancelled`).
+    CANCELLED = "cancelled"
 
 
 class ItemState(StrEnum):
     QUEUED = "queued"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # The batch was cancelled before the item was claimed by a processor.
+    CANCELLED = "cancelled"
 
 
-TERMINAL_ITEM_STATES = frozenset({ItemState.SUCCEEDED, ItemState.FAILED})
+TERMINAL_ITEM_STATES = frozenset({ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED})
+TERMINAL_BATCH_STATES = frozenset({BatchState.FINISHED, BatchState.CANCELLED})

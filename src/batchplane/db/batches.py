@@ -7,16 +7,19 @@ still queued, under a row lock, so a redelivered item is never counted twice.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import Integer, String, Text, bindparam, cast, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.expression import Grouping
 
 from batchplane.core.states import BatchState, ItemState
 from batchplane.db.dialect import supports_skip_locked
+from batchplane.db.keysets import pair_runs, pairs_in
 from batchplane.db.models import Batch, BatchItem, table
 
 ItemKey = tuple[int, int]
@@ -67,6 +70,9 @@ class BatchProgressUpdate:
     refund: int
     credits_refunded: int
     finished: bool
+    cancelled: int = 0
+    # The batch's status after the update.
+    status: str = BatchState.PROCESSING
 
 
 async def create_batch(
@@ -79,6 +85,7 @@ async def create_batch(
     created_by: str,
     credits_charged: int,
     now: datetime,
+    retry_of: int | None = None,
 ) -> Batch:
     """Store a queued batch and its items; returns the batch with its id."""
     batch = Batch(
@@ -89,11 +96,13 @@ async def create_batch(
         processed_count=0,
         success_count=0,
         error_count=0,
+        cancelled_count=0,
         credits_charged=credits_charged,
         credits_refunded=0,
         params=params,
         created_by=created_by,
         created_at=now,
+        retry_of=retry_of,
     )
     session.add(batch)
     await session.flush()
@@ -116,6 +125,13 @@ async def get_batch(session: AsyncSession, *, batch_id: int, org_id: str) -> Bat
 async def list_items(session: AsyncSession, *, batch_id: int) -> list[BatchItem]:
     stmt = select(BatchItem).where(BatchItem.batch_id == batch_id).order_by(BatchItem.item_index)
     return list((await session.execute(stmt)).scalars())
+
+
+def _item_keys_in(keys: Sequence[ItemKey]) -> Any:
+    """`(batch_id, item_index) IN keys`, written as a few index ranges (a chunk names
+    hundreds of items, mostly consecutive ones of a batch): see `keysets`."""
+    items = table(BatchItem)
+    return pairs_in((items.c.batch_id, items.c.item_index), keys)
 
 
 def _pending_items_query() -> Any:
@@ -146,10 +162,130 @@ async def load_pending(session: AsyncSession, *, keys: Iterable[ItemKey]) -> lis
     key_list = list(keys)
     if not key_list:
         return []
-    stmt = _pending_items_query().where(
-        tuple_(BatchItem.batch_id, BatchItem.item_index).in_(key_list)
-    )
+    stmt = _pending_items_query().where(_item_keys_in(key_list))
     return await _pending_items(session, stmt)
+
+
+async def claim_pending(
+    session: AsyncSession,
+    *,
+    keys: Iterable[ItemKey],
+    now: datetime,
+    deferred_families: frozenset[str] = frozenset(),
+) -> list[PendingItem]:
+    """The items among `keys` still queued, claimed so that a cancel spares them.
+
+    Locks the batches' rows first (PostgreSQL). Items of `deferred_families` are
+    returned unclaimed: their handler claims each
+    one when its work starts (`mark_items_started`). Under row locks (PostgreSQL)
+    or the database lock (SQLite), an item is either claimed or cancelled, never both.
+    """
+    key_list = list(keys)
+    await _lock_batches(session, {batch_id for batch_id, _ in key_list})
+    pending = await load_pending(session, keys=key_list)
+    to_claim = [item.key for item in pending if item.family not in deferred_families]
+    claimed = await _claim(session, to_claim, now)
+    return [p for p in pending if p.family in deferred_families or p.key in claimed]
+
+
+async def _claim(session: AsyncSession, keys: list[ItemKey], now: datetime) -> set[ItemKey]:
+    """Mark queued items claimed (a redelivered item keeps its first claim)."""
+    if not keys:
+        return set()
+    items = table(BatchItem)
+    rows = await session.execute(
+        update(items)
+        .where(_item_keys_in(keys), items.c.status == ItemState.QUEUED)
+        .values(claimed_at=func.coalesce(items.c.claimed_at, now))
+        .returning(items.c.batch_id, items.c.item_index)
+    )
+    return {(row.batch_id, row.item_index) for row in rows}
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What `cancel` did: the items it cancelled and the batch after it."""
+
+    item_indexes: list[int]
+    progress: BatchProgressUpdate
+
+
+class NotCancellable(Exception):
+    """The batch is terminal or already cancelled."""
+
+
+async def cancel(session: AsyncSession, *, batch: Batch, now: datetime) -> Cancellation:
+    """Cancel every item not claimed yet, count and refund them; the batch is
+    `cancelled` at once if nothing is in flight, else when its last item ends."""
+    locked = (
+        await session.execute(select(Batch).where(Batch.id == batch.id).with_for_update())
+    ).scalar_one()
+    if locked.cancelled_at is not None or locked.status in (
+        BatchState.FINISHED,
+        BatchState.CANCELLED,
+    ):
+        raise NotCancellable(f"batch {batch.id} is {locked.status}")
+    rows = await session.execute(
+        update(BatchItem)
+        .where(
+            BatchItem.batch_id == batch.id,
+            BatchItem.status == ItemState.QUEUED,
+            BatchItem.claimed_at.is_(None),
+        )
+        .values(status=ItemState.CANCELLED, finished_at=now)
+        .returning(BatchItem.item_index)
+    )
+    indexes = sorted(row.item_index for row in rows)
+    refund = len(indexes) * int((locked.params or {}).get("unit_credits", 0))
+    processed = locked.processed_count + len(indexes)
+    finished = processed >= locked.requested_count
+    status = BatchState.CANCELLED if finished else locked.status
+    values: dict[str, Any] = {
+        "processed_count": processed,
+        "cancelled_count": locked.cancelled_count + len(indexes),
+        "credits_refunded": locked.credits_refunded + refund,
+        "cancelled_at": now,
+        "status": status,
+    }
+    if finished:
+        values["finished_at"] = now
+    await session.execute(update(Batch).where(Batch.id == batch.id).values(**values))
+    progress = BatchProgressUpdate(
+        batch_id=locked.id,
+        org_id=locked.org_id,
+        family=locked.family,
+        requested=locked.requested_count,
+        processed=processed,
+        succeeded=locked.success_count,
+        failed=locked.error_count,
+        refund=refund,
+        credits_refunded=values["credits_refunded"],
+        finished=finished,
+        cancelled=values["cancelled_count"],
+        status=status,
+    )
+    return Cancellation(indexes, progress)
+
+
+async def inputs_of(
+    session: AsyncSession, *, batch_id: int, item_indexes: Sequence[int]
+) -> list[str]:
+    stmt = (
+        select(BatchItem.input)
+        .where(BatchItem.batch_id == batch_id, BatchItem.item_index.in_(list(item_indexes)))
+        .order_by(BatchItem.item_index)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def failed_inputs(session: AsyncSession, *, batch_id: int) -> list[str]:
+    """The inputs of the batch's failed items, in item order."""
+    stmt = (
+        select(BatchItem.input)
+        .where(BatchItem.batch_id == batch_id, BatchItem.status == ItemState.FAILED)
+        .order_by(BatchItem.item_index)
+    )
+    return list((await session.execute(stmt)).scalars())
 
 
 async def overdue_items(
@@ -164,20 +300,67 @@ async def overdue_items(
     return await _pending_items(session, stmt)
 
 
+@dataclass(frozen=True)
+class StaleBatch:
+    """A batch whose listed items need their work records published again."""
+
+    batch_id: int
+    org_id: str
+    family: str
+    item_indexes: list[int]
+
+
+async def take_stale(
+    session: AsyncSession, *, cutoff: datetime, now: datetime, limit: int
+) -> list[StaleBatch]:
+    """Items still queued that no processor holds, in batches whose work was last
+    published before `cutoff`; their batches are marked requeued at `now`.
+
+    An item is stale when it was never claimed, or claimed before `cutoff` (its
+    processor died, or the record that would bring it back was lost with the
+    broker). Batch rows are locked with SKIP LOCKED (PostgreSQL), so concurrent
+    sweepers take different batches, and a batch is requeued at most once a lease.
+    """
+    stmt = (
+        select(BatchItem.batch_id, BatchItem.item_index, Batch.org_id, Batch.family)
+        .join(Batch, Batch.id == BatchItem.batch_id)
+        .where(
+            Batch.status.in_([BatchState.QUEUED, BatchState.PROCESSING]),
+            func.coalesce(Batch.requeued_at, Batch.created_at) < cutoff,
+            BatchItem.status == ItemState.QUEUED,
+            or_(BatchItem.claimed_at.is_(None), BatchItem.claimed_at < cutoff),
+        )
+        .order_by(BatchItem.batch_id, BatchItem.item_index)
+        .limit(limit)
+    )
+    if supports_skip_locked(session):
+        stmt = stmt.with_for_update(of=Batch, skip_locked=True)
+    stale: dict[int, StaleBatch] = {}
+    for row in await session.execute(stmt):
+        batch = stale.setdefault(row.batch_id, StaleBatch(row.batch_id, row.org_id, row.family, []))
+        batch.item_indexes.append(row.item_index)
+    if stale:
+        await session.execute(
+            update(Batch).where(Batch.id.in_(sorted(stale))).values(requeued_at=now)
+        )
+    return list(stale.values())
+
+
 async def mark_items_started(
     session: AsyncSession, *, keys: Iterable[ItemKey], now: datetime
-) -> None:
-    """Note when items' work began (the item stays queued until its outcome is recorded)."""
+) -> set[ItemKey]:
+    """Claim items whose work begins now and note when (the item stays queued until
+    its outcome is recorded); returns those still queued, i.e. not cancelled."""
     key_list = list(keys)
-    if key_list:
+    claimed = await _claim(session, key_list, now)
+    if claimed:
+        items = table(BatchItem)
         await session.execute(
-            update(BatchItem)
-            .where(
-                tuple_(BatchItem.batch_id, BatchItem.item_index).in_(key_list),
-                BatchItem.started_at.is_(None),
-            )
+            update(items)
+            .where(_item_keys_in(sorted(claimed)), items.c.started_at.is_(None))
             .values(started_at=now)
         )
+    return claimed
 
 
 async def mark_started(
@@ -204,11 +387,25 @@ async def record_outcomes(
     Items already terminal (a redelivery, or another processor after a
     rebalance) are skipped, so counters and refunds move exactly once.
     """
+    await _lock_batches(session, {o.batch_id for o in outcomes})
     applied = await _lock_queued(session, outcomes)
     if not applied:
         return [], []
+    await _write_outcomes(session, applied, now)
+    progress = [
+        await _advance_batch(session, batch_id, group, now)
+        for batch_id, group in _by_batch(applied)
+    ]
+    return applied, progress
+
+
+async def _write_outcomes(session: AsyncSession, outcomes: list[Outcome], now: datetime) -> None:
+    """Set the items' terminal status, error code and result (items still queued only)."""
     items = table(BatchItem)
-    # A Core UPDATE run with many parameter sets (executemany), not the ORM's
+    if supports_skip_locked(session):
+        await _write_outcome_runs(session, outcomes, now)
+        return
+    # SQLite: a Core UPDATE run with many parameter sets (executemany), not the ORM's
     # bulk update, which insists on primary-key parameter names.
     await session.execute(
         update(items)
@@ -227,31 +424,107 @@ async def record_outcomes(
             {
                 "b_batch_id": o.batch_id,
                 "b_item_index": o.item_index,
-                "b_status": ItemState.SUCCEEDED if o.succeeded else ItemState.FAILED,
+                "b_status": _status(o),
                 "b_error_code": o.error_code,
                 "b_result": o.result,
             }
-            for o in applied
+            for o in outcomes
         ],
     )
-    progress = [
-        await _advance_batch(session, batch_id, group, now)
-        for batch_id, group in _by_batch(applied)
-    ]
-    return applied, progress
+
+
+async def _write_outcome_runs(
+    session: AsyncSession, outcomes: list[Outcome], now: datetime
+) -> None:
+    """PostgreSQL: one parameter set per run of consecutive items (not per item), each
+    item taking its values from arrays at its offset in the run:
+
+        UPDATE batch_items SET status = (:statuses)[item_index - :first + 1], …
+        WHERE batch_id = :batch_id AND item_index BETWEEN :first AND :last
+
+    an index range scan, whatever the table's statistics. Results are serialised by the
+    `result` column type's own bind processor and cast to JSONB, so they are stored as
+    a JSON parameter would store them (None as JSON null).
+    """
+    items = table(BatchItem)
+    serialize = _json_serializer(session)
+    by_key = {o.key: o for o in outcomes}
+    first = bindparam("o_first", type_=Integer)
+    offset = items.c.item_index - first + 1
+    # Parenthesised: PostgreSQL subscripts `($1::VARCHAR[])[i]`, not `$1::VARCHAR[][i]`.
+    statuses = Grouping(bindparam("o_statuses", type_=ARRAY(String)))
+    error_codes = Grouping(bindparam("o_error_codes", type_=ARRAY(String)))
+    results = Grouping(bindparam("o_results", type_=ARRAY(Text)))
+    parameters = []
+    for batch_id, low, high in pair_runs(by_key):
+        run = [by_key[batch_id, index] for index in range(low, high + 1)]
+        parameters.append(
+            {
+                "o_batch_id": batch_id,
+                "o_first": low,
+                "o_last": high,
+                "o_statuses": [_status(o) for o in run],
+                "o_error_codes": [o.error_code for o in run],
+                "o_results": [serialize(o.result) for o in run],
+            }
+        )
+    await session.execute(
+        update(items)
+        .where(
+            items.c.batch_id == bindparam("o_batch_id"),
+            items.c.item_index.between(first, bindparam("o_last")),
+            items.c.status == ItemState.QUEUED,
+        )
+        .values(
+            status=statuses[offset],
+            error_code=error_codes[offset],
+            result=cast(results[offset], JSONB),
+            finished_at=now,
+        ),
+        parameters,
+    )
+
+
+def _status(outcome: Outcome) -> str:
+    return ItemState.SUCCEEDED if outcome.succeeded else ItemState.FAILED
+
+
+def _json_serializer(session: AsyncSession) -> Callable[[Any], Any]:
+    """The function the `result` column's type binds a value with on this dialect (JSON
+    text; None becomes JSON null, as in the executemany form)."""
+    dialect = session.get_bind().dialect
+    process = table(BatchItem).c.result.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:  # JSON types always serialise; never reached
+        raise RuntimeError("the result column has no bind processor")
+    return process
+
+
+async def _lock_batches(session: AsyncSession, batch_ids: set[int]) -> None:
+    """Lock batch rows in id order before any of their items (PostgreSQL).
+
+    Claims, outcomes and cancels all take locks in this order (batches, then items),
+    so that they queue up instead of deadlocking.
+    """
+    if batch_ids and supports_skip_locked(session):
+        await session.execute(
+            select(Batch.id)
+            .where(Batch.id.in_(sorted(batch_ids)))
+            .order_by(Batch.id)
+            .with_for_update()
+        )
 
 
 async def _lock_queued(session: AsyncSession, outcomes: Sequence[Outcome]) -> list[Outcome]:
     by_key = {o.key: o for o in outcomes}
     if not by_key:
         return []
-    stmt = select(BatchItem.batch_id, BatchItem.item_index).where(
-        tuple_(BatchItem.batch_id, BatchItem.item_index).in_(list(by_key)),
-        BatchItem.status == ItemState.QUEUED,
+    items = table(BatchItem)
+    stmt = select(items.c.batch_id, items.c.item_index).where(
+        _item_keys_in(list(by_key)), items.c.status == ItemState.QUEUED
     )
     if supports_skip_locked(session):
         # Lock in key order so two processors never deadlock on the same rows.
-        stmt = stmt.order_by(BatchItem.batch_id, BatchItem.item_index).with_for_update()
+        stmt = stmt.order_by(items.c.batch_id, items.c.item_index).with_for_update()
     queued = {(row.batch_id, row.item_index) for row in await session.execute(stmt)}
     return [o for key, o in by_key.items() if key in queued]
 
@@ -287,16 +560,20 @@ async def _advance_batch(
                 Batch.processed_count,
                 Batch.success_count,
                 Batch.error_count,
+                Batch.cancelled_count,
                 Batch.credits_refunded,
+                Batch.cancelled_at,
+                Batch.status,
             )
         )
     ).one()
     finished = row.processed_count >= row.requested_count
+    status = row.status
     if finished:
+        # A cancelled batch whose in-flight items just ended is `cancelled`.
+        status = BatchState.CANCELLED if row.cancelled_at is not None else BatchState.FINISHED
         await session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id)
-            .values(status=BatchState.FINISHED, finished_at=now)
+            update(Batch).where(Batch.id == batch_id).values(status=status, finished_at=now)
         )
     return BatchProgressUpdate(
         batch_id=batch_id,
@@ -309,4 +586,33 @@ async def _advance_batch(
         refund=refund,
         credits_refunded=row.credits_refunded,
         finished=finished,
+        cancelled=row.cancelled_count,
+        status=status,
     )
+
+
+# --- operators (`batchplane admin`) ------------------------------------------------------
+
+
+async def find_batch(session: AsyncSession, *, batch_id: int) -> Batch | None:
+    """Any organisation's batch: for operators, never for callers."""
+    return await session.get(Batch, batch_id)
+
+
+async def list_batches(
+    session: AsyncSession,
+    *,
+    limit: int,
+    org_id: str | None = None,
+    status: str | None = None,
+    family: str | None = None,
+) -> list[Batch]:
+    """The newest batches, optionally of one organisation, status or family."""
+    stmt = select(Batch)
+    if org_id is not None:
+        stmt = stmt.where(Batch.org_id == org_id)
+    if status is not None:
+        stmt = stmt.where(Batch.status == status)
+    if family is not None:
+        stmt = stmt.where(Batch.family == family)
+    return list((await session.execute(stmt.order_by(Batch.id.desc()).limit(limit))).scalars())

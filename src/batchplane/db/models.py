@@ -131,6 +131,8 @@ class Batch(Base):
     processed_count: Mapped[int] = mapped_column(Integer, default=0)
     success_count: Mapped[int] = mapped_column(Integer, default=0)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Items cancelled before they started; also counted in processed_count.
+    cancelled_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     credits_charged: Mapped[int] = mapped_column(BigInteger, default=0)
     credits_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     params: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
@@ -138,6 +140,11 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    cancelled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The batch whose failed items this one retries.
+    retry_of: Mapped[int | None] = mapped_column(Integer)
+    # When the requeue sweeper last published the work records of its stale items again.
+    requeued_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class BatchItem(Base):
@@ -153,6 +160,8 @@ class BatchItem(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(Json)
     # Set by handlers whose items are long enough to show "processing" (scrape jobs).
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # When a processor took the item to work on it; a cancel spares claimed items.
+    claimed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
@@ -192,6 +201,8 @@ class OutboxMessage(Base):
     topic: Mapped[str] = mapped_column(String(200))
     key: Mapped[bytes] = mapped_column(LargeBinary)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+    # Kafka headers to send with it (the W3C trace context), or NULL for none.
+    headers: Mapped[dict[str, str] | None] = mapped_column(Json, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
@@ -320,6 +331,9 @@ class WebhookDelivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The W3C context the delivery was queued in (the notifier's span of its event),
+    # parent of every attempt's span; NULL when not tracing.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(Json, nullable=True)
 
 
 class WebhookAttempt(Base):
@@ -366,3 +380,6 @@ class Radar(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     deactivated_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_checked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # What the last check saw, to compare the next one with (contact: the profile
+    # page's snapshot; industry: feed entries already reported). None until then.
+    state: Mapped[dict[str, Any] | None] = mapped_column(Json)

@@ -6,7 +6,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from batchplane.core.ids import hash_token, new_id, new_token
@@ -116,3 +116,27 @@ async def revoke_token(session: AsyncSession, *, token_id: str, now: datetime) -
         .values(revoked_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def set_plan(session: AsyncSession, *, org_id: str, plan: str) -> str | None:
+    """Move the organisation to `plan`; returns the plan it had, or None if it is unknown."""
+    org = await session.get(Organization, org_id, with_for_update=True)
+    if org is None:
+        return None
+    previous = org.plan
+    org.plan = plan
+    return previous
+
+
+async def tokens_of(session: AsyncSession, *, org_id: str) -> list[ApiToken]:
+    """Tokens usable for the organisation: bound to it, or unbound tokens of its members."""
+    stmt = (
+        select(ApiToken)
+        .join(Membership, Membership.user_id == ApiToken.user_id)
+        .where(
+            Membership.org_id == org_id,
+            or_(ApiToken.org_id == org_id, ApiToken.org_id.is_(None)),
+        )
+        .order_by(ApiToken.created_at, ApiToken.id)
+    )
+    return list((await session.execute(stmt)).scalars())

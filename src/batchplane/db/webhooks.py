@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -44,6 +44,8 @@ class Due:
     url: str
     payload: bytes
     attempts: int
+    # W3C headers of the span that queued it (None when not tracing).
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ async def claim_due(
             .where(WebhookDelivery.id.in_([r.id for r in rows]))
             .values(lease_until=now + lease)
         )
-    return [Due(r.id, r.org_id, r.url, r.payload, r.attempts) for r in rows]
+    return [Due(r.id, r.org_id, r.url, r.payload, r.attempts, r.trace_context) for r in rows]
 
 
 def _at_most_per_url(rows: list[WebhookDelivery], per_url: int | None) -> list[WebhookDelivery]:
@@ -260,3 +262,29 @@ async def redeliver(session: AsyncSession, *, org_id: str, delivery_id: str, now
         .values(status=PENDING, attempts=0, next_attempt_at=now, lease_until=None, finished_at=None)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- operators (`batchplane admin`) ------------------------------------------------------
+
+
+async def dead_deliveries(
+    session: AsyncSession, *, limit: int, org_id: str | None = None, batch_id: int | None = None
+) -> list[WebhookDelivery]:
+    """Dead-lettered deliveries, oldest first, optionally of one organisation or batch."""
+    stmt = select(WebhookDelivery).where(WebhookDelivery.status == DEAD)
+    if org_id is not None:
+        stmt = stmt.where(WebhookDelivery.org_id == org_id)
+    if batch_id is not None:
+        stmt = stmt.where(WebhookDelivery.batch_id == batch_id)
+    stmt = stmt.order_by(WebhookDelivery.created_at, WebhookDelivery.id).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def status_counts(session: AsyncSession, *, batch_id: int) -> dict[str, int]:
+    """How many of the batch's deliveries are in each state."""
+    stmt = (
+        select(WebhookDelivery.status, func.count())
+        .where(WebhookDelivery.batch_id == batch_id)
+        .group_by(WebhookDelivery.status)
+    )
+    return {status: int(count) for status, count in (await session.execute(stmt)).all()}

@@ -2,23 +2,33 @@
 
 The gateway transcodes the documented JSON routes onto intake's gRPC services
 (`google.api.http` annotations in protos/), lets `edge.lua` apply intake's
-HTTP status and error bodies, answers its own errors as JSON, and serves
-`/healthz` from intake's gRPC health.
+HTTP status and error bodies, answers its own errors as JSON, serves
+`/healthz` from intake's gRPC health, and serves the OpenAPI document of every
+JSON route at `/openapi.json`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from batchplane.core.settings import Settings
+from batchplane.gateway import openapi
 from batchplane.intake.server import SERVICE_NAMES
 
 INTAKE_CLUSTER = "intake"
+HEALTH_PATH = "/healthz"
+OPENAPI_PATH = "/openapi.json"
+# How the transcoder prints responses; the OpenAPI document describes the same JSON.
+PRINT_OPTIONS = openapi.PrintOptions(
+    preserve_proto_field_names=True, always_print_primitive_fields=True
+)
 
 
 def descriptor_path() -> Path:
@@ -51,16 +61,51 @@ def lua_source() -> str:
     return (resources.files("batchplane.gateway") / "edge.lua").read_text(encoding="utf-8")
 
 
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document of every route this gateway serves."""
+    return openapi.build(
+        descriptor_path().read_bytes(),
+        services=SERVICE_NAMES,
+        print_options=PRINT_OPTIONS,
+        max_body_bytes=settings.gateway_max_body_bytes,
+        max_domains=settings.lookup.max_domains,
+        plans=settings.plans,
+        extra_paths=_gateway_paths(),
+    )
+
+
+def openapi_json(settings: Settings) -> str:
+    """The document as served: compact, ASCII-only JSON."""
+    return json.dumps(openapi_document(settings), separators=(",", ":"))
+
+
 def render(settings: Settings, *, intake_port: int | None = None) -> dict[str, Any]:
     """The whole Envoy bootstrap as a dict."""
-    return {
+    bootstrap: dict[str, Any] = {
         "admin": {"address": _socket(settings.gateway_admin_host, settings.gateway_admin_port)},
         "static_resources": {
             "listeners": [_listener(settings)],
-            "clusters": [_intake_cluster(settings, intake_port or settings.intake_port)],
+            "clusters": [
+                _intake_cluster(settings, intake_port or settings.intake_port),
+                *([_collector_cluster(settings)] if settings.otel_exporter == "otlp" else []),
+            ],
         },
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}]},
     }
+    if settings.log_format == "json":
+        # Envoy's own log lines as JSON objects, with the services' field names.
+        bootstrap["application_log_config"] = {
+            "log_format": {
+                "json_format": {
+                    "ts": "%Y-%m-%dT%T.%eZ",
+                    "level": "%l",
+                    "logger": "%n",
+                    "message": "%j",
+                    "service": "gateway",
+                }
+            }
+        }
+    return bootstrap
 
 
 def write(settings: Settings, destination: Path, *, intake_port: int | None = None) -> Path:
@@ -86,11 +131,13 @@ def _listener(settings: Settings) -> dict[str, Any]:
         ),
         "stat_prefix": "ingress",
         "codec_type": "AUTO",
-        "route_config": _routes(),
+        "route_config": _routes(openapi_json(settings)),
         "http_filters": _http_filters(settings),
         "local_reply_config": _local_replies(),
         "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
     }
+    if settings.otel_exporter == "otlp":
+        manager["tracing"] = _tracing(settings)
     return {
         "name": "public",
         "address": _socket(settings.gateway_host, settings.gateway_port),
@@ -107,21 +154,93 @@ def _listener(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _routes() -> dict[str, Any]:
+def _routes(document: str) -> dict[str, Any]:
     return {
         "name": "batchplane",
+        # Envoy refuses direct responses over 4 KiB unless told otherwise.
+        "max_direct_response_body_size_bytes": len(document.encode()),
         "virtual_hosts": [
             {
                 "name": "batchplane",
                 "domains": ["*"],
                 "routes": [
+                    _openapi_route(document),
                     {
                         "match": {"prefix": "/"},
                         "route": {"cluster": INTAKE_CLUSTER, "timeout": "60s"},
-                    }
+                    },
                 ],
             }
         ],
+    }
+
+
+def _openapi_route(document: str) -> dict[str, Any]:
+    """`GET /openapi.json`, answered by Envoy itself from the rendered configuration.
+
+    A direct response keeps the document beside the routes it describes, rendered
+    from the same descriptor set, with no service in the path. It is a local reply:
+    `_local_replies` passes its body through unchanged. The transcoder is off for
+    this route, or it would refuse the path as an unknown method.
+    """
+    return {
+        "name": "openapi",
+        "match": {
+            "path": OPENAPI_PATH,
+            "headers": [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}],
+        },
+        "direct_response": {"status": 200, "body": {"inline_string": document}},
+        "typed_per_filter_config": {
+            "envoy.filters.http.grpc_json_transcoder": {
+                "@type": _type("config.route.v3.FilterConfig"),
+                "disabled": True,
+            }
+        },
+    }
+
+
+def _gateway_paths() -> dict[str, Any]:
+    """The gateway's own JSON routes, for the OpenAPI document."""
+    plain = {"application/json": {"schema": openapi.ref("Error")}}
+    return {
+        HEALTH_PATH: {
+            "get": {
+                "operationId": "Healthz",
+                "tags": ["Gateway"],
+                "summary": "Whether intake passes its gRPC health check",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Intake is healthy.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"status": {"const": "ok"}},
+                                    "required": ["status"],
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                    "503": {"description": "Intake is not healthy.", "content": plain},
+                },
+            }
+        },
+        OPENAPI_PATH: {
+            "get": {
+                "operationId": "OpenApi",
+                "tags": ["Gateway"],
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI document of every JSON route.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
     }
 
 
@@ -132,7 +251,7 @@ def _http_filters(settings: Settings) -> list[dict[str, Any]]:
             "typed_config": {
                 "@type": _type("extensions.filters.http.health_check.v3.HealthCheck"),
                 "pass_through_mode": False,
-                "headers": [{"name": ":path", "string_match": {"exact": "/healthz"}}],
+                "headers": [{"name": ":path", "string_match": {"exact": HEALTH_PATH}}],
                 "cluster_min_healthy_percentages": {INTAKE_CLUSTER: {"value": 100}},
             },
         },
@@ -160,8 +279,8 @@ def _http_filters(settings: Settings) -> list[dict[str, Any]]:
                 "services": list(SERVICE_NAMES),
                 "convert_grpc_status": True,
                 "print_options": {
-                    "preserve_proto_field_names": True,
-                    "always_print_primitive_fields": True,
+                    "preserve_proto_field_names": PRINT_OPTIONS.preserve_proto_field_names,
+                    "always_print_primitive_fields": PRINT_OPTIONS.always_print_primitive_fields,
                 },
                 "request_validation_options": {
                     "reject_unknown_method": True,
@@ -192,10 +311,31 @@ def _status_filter(status: int, op: str) -> dict[str, Any]:
     return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
 
 
+def _cel_filter(expression: str) -> dict[str, Any]:
+    return {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": _type("extensions.access_loggers.filters.cel.v3.ExpressionFilter"),
+                "expression": expression,
+            },
+        }
+    }
+
+
 def _local_replies() -> dict[str, Any]:
     """Envoy's own answers (unknown route, bad path parameter, too large, upstream down) as JSON."""
     return {
         "mappers": [
+            {
+                # Direct responses (`/openapi.json`) are local replies too: their body is
+                # the document, sent as it is.
+                "filter": _cel_filter("response.code_details == 'direct_response'"),
+                "body_format_override": {
+                    "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                    "content_type": "application/json",
+                },
+            },
             {
                 "filter": _status_filter(200, "EQ"),
                 "body_format_override": {"json_format": {"status": "ok"}},
@@ -242,3 +382,57 @@ def _intake_cluster(settings: Settings, port: int) -> dict[str, Any]:
             }
         ],
     }
+
+
+# Without `otlp`, Envoy traces nothing and passes a caller's `traceparent` to intake as it
+# is (the transcoder forwards request headers as gRPC metadata).
+COLLECTOR_CLUSTER = "otel_collector"
+
+
+def _tracing(settings: Settings) -> dict[str, Any]:
+    """Envoy's OpenTelemetry tracer: a server span per request, continuing the caller's
+    `traceparent` (or starting a trace), whose context goes on to intake; spans are sent
+    as OTLP/HTTP to the same collector as the services'."""
+    endpoint = settings.otlp_endpoint.rstrip("/")
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": _type("config.trace.v3.OpenTelemetryConfig"),
+                "http_service": {
+                    "http_uri": {
+                        "uri": f"{endpoint}/v1/traces",
+                        "cluster": COLLECTOR_CLUSTER,
+                        "timeout": "2s",
+                    }
+                },
+                "service_name": "batchplane-gateway",
+            },
+        },
+        "random_sampling": {"value": 100},
+    }
+
+
+def _collector_cluster(settings: Settings) -> dict[str, Any]:
+    url = urlsplit(settings.otlp_endpoint)
+    host = url.hostname or "127.0.0.1"
+    port = url.port or (443 if url.scheme == "https" else 4318)
+    cluster: dict[str, Any] = {
+        "name": COLLECTOR_CLUSTER,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": COLLECTOR_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(host, port)}}]}],
+        },
+    }
+    if url.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": _type("extensions.transport_sockets.tls.v3.UpstreamTlsContext"),
+                "sni": host,
+            },
+        }
+    return cluster

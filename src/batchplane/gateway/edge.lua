@@ -11,9 +11,22 @@
 -- exception text.
 
 local INTERNAL_ERROR = '{"error":"internal error","code":"internal"}'
+-- Intake unreachable (restarting, overloaded): the transcoder answers 503, which is
+-- retryable and must say so, not look like a failure of the request itself.
+local UNAVAILABLE = '{"error":"service unavailable","code":"unavailable"}'
 
 function envoy_on_request(handle)
   local headers = handle:headers()
+  -- A NUL byte can never be part of an id, and PostgreSQL refuses it in text:
+  -- refuse it here as a bad parameter instead of failing deeper with a 500.
+  local path = headers:get(":path") or ""
+  if string.find(string.lower(path), "%00", 1, true) then
+    handle:respond(
+      {[":status"] = "400", ["content-type"] = "application/json"},
+      '{"error":"the request path or query contains a NUL byte","code":"invalid_request"}'
+    )
+    return
+  end
   local doomed = {}
   for name, _ in pairs(headers) do
     if string.sub(name, -4) == "-bin" or name == "grpc-timeout" then
@@ -50,6 +63,11 @@ function envoy_on_response(handle)
   local current = tonumber(headers:get(":status")) or 200
   if error_body ~= nil then
     headers = replace_body(handle, error_body)
+  elseif status == nil and (current == 503 or current == 499) then
+    -- 499 is the transcoder's rendering of gRPC CANCELLED: a call that reached an
+    -- intake while it stops (SIGTERM). It was not run; retrying it is safe.
+    headers = replace_body(handle, UNAVAILABLE)
+    headers:replace(":status", "503")
   elseif status == nil and current >= 500 then
     headers = replace_body(handle, INTERNAL_ERROR)
   end

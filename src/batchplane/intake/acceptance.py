@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from batchplane.api.events.v1 import events_pb2
 from batchplane.bus.records import event_record, work_records
+from batchplane.core import metrics
 from batchplane.core.errors import PaymentRequired
 from batchplane.core.plans import Plan
 from batchplane.core.settings import KafkaSettings
 from batchplane.db import batches, billing, outbox
+from batchplane.db.engine import after_commit
 from batchplane.db.models import Batch
 from batchplane.intake.auth import Caller
 from batchplane.intake.metering import meter_or_refuse
@@ -44,6 +46,7 @@ async def accept_batch(
     metered_units: int | None = None,
     kafka: KafkaSettings,
     now: datetime,
+    retry_of: int | None = None,
 ) -> Accepted:
     """Store, meter, charge and queue one batch; `metered_units` defaults to its items."""
     cost = unit_credits * len(inputs)
@@ -56,6 +59,7 @@ async def accept_batch(
         created_by=caller.user_id,
         credits_charged=cost,
         now=now,
+        retry_of=retry_of,
     )
     units = len(inputs) if metered_units is None else metered_units
     await meter_or_refuse(session, caller.org_id, plan, units, now)
@@ -93,4 +97,5 @@ async def accept_batch(
         item_count=len(inputs),
     )
     await outbox.add(session, [accepted, *work], now=now)
+    after_commit(session, lambda: metrics.batch_accepted(family, len(inputs)))
     return Accepted(batch, entry)

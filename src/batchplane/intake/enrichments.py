@@ -128,25 +128,7 @@ class EnrichmentIntake:
         *,
         metered_units: int,
     ) -> dict[tuple[str, str], Enrichment]:
-        records = [
-            Enrichment(
-                id=str(uuid.uuid4()),
-                org_id=caller.org_id,
-                entity_id=t.entity_id,
-                entity_type=t.entity_type,
-                field=t.field,
-                status=enrichments.PENDING,
-                error=None,
-                data_found=None,
-                data=None,
-                created_by=caller.user_id,
-                global_enrichment_id=None,
-                credit_transaction_id=None,
-                created_at=now,
-                updated_at=now,
-            )
-            for t in tasks
-        ]
+        records = [pending_record(caller, t, now) for t in tasks]
         accepted = await accept_batch(
             session,
             caller=caller,
@@ -165,5 +147,54 @@ class EnrichmentIntake:
         return {(r.entity_id, r.field): r for r in records}
 
 
+def pending_record(caller: Caller, task: ResolvedTask, now: datetime) -> Enrichment:
+    """A new enrichment record of the caller's organisation, waiting for its item."""
+    return Enrichment(
+        id=str(uuid.uuid4()),
+        org_id=caller.org_id,
+        entity_id=task.entity_id,
+        entity_type=task.entity_type,
+        field=task.field,
+        status=enrichments.PENDING,
+        error=None,
+        data_found=None,
+        data=None,
+        created_by=caller.user_id,
+        global_enrichment_id=None,
+        credit_transaction_id=None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 def _fresh(record: Enrichment, fresh_after: datetime) -> bool:
     return record.status == enrichments.FINISHED and as_utc(record.updated_at) >= fresh_after
+
+
+class EnrichmentBatchHooks:
+    """Cancel and retry for enrichment batches, whose items are enrichment records."""
+
+    async def cancelled(self, session: AsyncSession, *, inputs: list[str], now: datetime) -> None:
+        """Cancelled items' records end `failed` with the error `cancelled`."""
+        await enrichments.finish_records(
+            session,
+            updates=[
+                enrichments.RecordUpdate(
+                    record_id, enrichments.FAILED, None, None, "cancelled", None
+                )
+                for record_id in inputs
+            ],
+            now=now,
+        )
+
+    async def retry_inputs(
+        self, session: AsyncSession, *, caller: Caller, inputs: list[str], now: datetime
+    ) -> list[str]:
+        """Fresh pending records for the same entity and field as each failed one."""
+        failed = await enrichments.records_by_id(session, ids=inputs)
+        records = [
+            pending_record(caller, ResolvedTask(old.entity_id, old.entity_type, old.field), now)
+            for old in (failed[record_id] for record_id in inputs if record_id in failed)
+        ]
+        await enrichments.add_records(session, records=records)
+        return [r.id for r in records]

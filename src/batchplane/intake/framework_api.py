@@ -14,6 +14,7 @@ from google.protobuf import json_format, struct_pb2
 
 from batchplane.api.framework.v1 import framework_pb2, framework_pb2_grpc
 from batchplane.api.processor.v1 import executor_pb2, executor_pb2_grpc
+from batchplane.core import tracing
 from batchplane.core.clock import Clock
 from batchplane.core.errors import InvalidRequest, Unavailable
 from batchplane.core.json_body import parse_object, reject_unknown
@@ -25,6 +26,11 @@ from batchplane.intake.idempotency import IdempotencyGate, Reply, request_finger
 from batchplane.intake.metering import meter_or_refuse
 from batchplane.intake.wire import Context, call_metadata
 from batchplane.intake.wire_errors import send_http_status
+
+# The processor's method, as a span names it ("package.Service/Method").
+EXECUTE_ITEMS = (
+    executor_pb2.DESCRIPTOR.services_by_name["ItemExecutorService"].full_name + "/ExecuteItems"
+)
 
 
 def parse_requests(raw: bytes, *, cap: int) -> list[Any]:
@@ -160,7 +166,11 @@ class BatchFrameworkApi(framework_pb2_grpc.BatchFrameworkServiceServicer):
                 family=family, org_id=org_id, items=[_struct(item) for _, item in objects]
             )
             try:
-                answered = await self._executor.ExecuteItems(request, timeout=self._timeout_s)
+                # Traced (when tracing is on) in a CLIENT span the processor continues.
+                with tracing.calling(EXECUTE_ITEMS) as metadata:
+                    answered = await self._executor.ExecuteItems(
+                        request, timeout=self._timeout_s, metadata=metadata or None
+                    )
             except grpc.aio.AioRpcError as error:
                 raise Unavailable("the processor is unavailable; retry later") from error
             for (index, _), result in zip(objects, answered.results, strict=True):

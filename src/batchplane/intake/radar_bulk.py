@@ -13,14 +13,14 @@ from batchplane.core.clock import Clock
 from batchplane.core.errors import InvalidRequest
 from batchplane.core.json_body import parse_object
 from batchplane.core.settings import KafkaSettings
-from batchplane.core.states import BatchState, ItemState
+from batchplane.core.states import TERMINAL_BATCH_STATES
 from batchplane.db import batches
 from batchplane.db.engine import Database
 from batchplane.intake.acceptance import accept_batch
 from batchplane.intake.guard import Admitted
 from batchplane.intake.idempotency import Reply
 from batchplane.intake.webhook_urls import WebhookUrlPolicy
-from batchplane.radars.bulk import bulk_public_id
+from batchplane.radars.bulk import bulk_public_id, unfinished_payload
 
 FAMILY = "radar"
 _BULK_ID = re.compile(r"^bulk_([1-9][0-9]{0,9})$")
@@ -102,22 +102,12 @@ class BulkRadarIntake:
             if batch is None or batch.family != FAMILY:
                 return None
             items = await batches.list_items(session, batch_id=batch.id)
-        radars = []
-        for item in items:
-            if item.status == ItemState.QUEUED:
-                custom = orjson.loads(item.input)
-                radars.append(
-                    {
-                        "item_index": item.item_index,
-                        "status": "processing",
-                        "custom_fields": custom.get("custom_fields")
-                        if isinstance(custom, dict)
-                        else None,
-                    }
-                )
-            else:
-                radars.append((item.result or {}).get("payload", {}))
-        done = batch.status == BatchState.FINISHED
+        radars = [
+            unfinished_payload(item.item_index, item.status, item.input)
+            or (item.result or {}).get("payload", {})
+            for item in items
+        ]
+        done = batch.status in TERMINAL_BATCH_STATES
         return {
             "bulk_id": bulk_id,
             "status": "completed" if done else "processing",

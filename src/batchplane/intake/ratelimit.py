@@ -136,6 +136,10 @@ class RateLimiter(Protocol):
         """
         ...
 
+    async def ping(self) -> None:
+        """Raise if the limiter's store cannot be reached (readiness)."""
+        ...
+
     async def aclose(self) -> None:
         """Release resources (connections); the limiter is unusable afterwards."""
         ...
@@ -208,6 +212,9 @@ class MemoryRateLimiter:
     def __len__(self) -> int:
         return len(self._tats)
 
+    async def ping(self) -> None:
+        """Always reachable: it lives in this process."""
+
     async def aclose(self) -> None:
         """Nothing to release."""
 
@@ -266,6 +273,9 @@ class RedisRateLimiter:
             raise Unavailable("rate limiter unavailable") from exc
         allowed, remaining, reset_us, retry_us = (int(v) for v in reply)
         return _decision(limit, allowed == 1, remaining, reset_us, retry_us)
+
+    async def ping(self) -> None:
+        await self._client.ping()
 
     async def aclose(self) -> None:
         """Close the Redis client (and its pool, if the client owns it)."""

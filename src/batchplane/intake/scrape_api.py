@@ -40,6 +40,8 @@ def job_status(item: BatchItem) -> str:
         return "completed"
     if item.status == ItemState.FAILED:
         return "failed"
+    if item.status == ItemState.CANCELLED:
+        return "cancelled"
     return "processing" if item.started_at is not None else "pending"
 
 
@@ -137,7 +139,8 @@ def _batch_message(batch: Batch, items: list[BatchItem]) -> scrape_pb2.ScrapeBat
         progress=scrape_pb2.ScrapeProgress(
             completed=completed,
             failed=failed,
-            pending=len(items) - completed - failed,
+            # A cancelled job is neither done nor pending.
+            pending=len(items) - completed - failed - statuses.count("cancelled"),
             total_items_extracted=sum(len(items_of(item)) for item in items),
         ),
         created_at=rfc3339(batch.created_at),

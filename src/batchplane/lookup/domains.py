@@ -48,6 +48,10 @@ class InvalidDomain(ValueError):
         self.reason = reason
 
 
+# Clients send the same domains again and again (lists, re-checks, retries), and
+# normalising one (IDNA mapping, the suffix list) is most of intake's per-item CPU.
+# Invalid input raises and is not cached. 8,192 names take about 2 MB.
+@functools.lru_cache(maxsize=8_192)
 def normalise_domain(raw: str, extra_suffixes: frozenset[str] = frozenset()) -> str:
     """Return the canonical ASCII host name for ``raw`` (a domain name or http(s) URL).
 

@@ -412,6 +412,9 @@ class Fetcher(GuardedClient):
         # Parsed here so bad operator configuration fails at construction.
         self._policy = AddressPolicy(self._settings.allow_networks)
         _normalise_overrides(self._settings.host_overrides)
+        # Fetches wait here for a slot, outside their deadline: a burst of lookups must
+        # not time out queueing for the pool before it ever reaches the site.
+        self._slots = asyncio.Semaphore(self._settings.max_concurrency)
         super().__init__()
 
     @property
@@ -462,7 +465,7 @@ class Fetcher(GuardedClient):
     async def _fetch(self, url: URL) -> FetchResult:
         hop = _Hop(url)
         try:
-            async with asyncio.timeout(self._settings.timeout_s):
+            async with self._slots, asyncio.timeout(self._settings.timeout_s):
                 return await self._follow_redirects(hop)
         except FetchError as exc:
             if exc.url is None:  # raised by the resolver, which does not know the URL

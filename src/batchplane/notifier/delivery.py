@@ -296,7 +296,9 @@ class SenderSettings:
     user_agent: str = USER_AGENT
 
 
-_EndpointKey = tuple[str, str, int]
+# An endpoint is one webhook URL, as for the dispatcher that claims deliveries per URL:
+# were it the host, a URL hanging there would hold up every other URL on that host.
+_EndpointKey = str
 
 
 @dataclass
@@ -306,7 +308,7 @@ class _Slot:
 
 
 class _EndpointSlots:
-    """One semaphore per (scheme, host, port), dropped when nobody holds or awaits it.
+    """One semaphore per endpoint URL, dropped when nobody holds or awaits it.
 
     Dropping idle ones keeps memory bounded by the endpoints in flight, not by every
     endpoint ever seen.
@@ -352,8 +354,8 @@ class WebhookSender(GuardedClient):
     Use ``async with WebhookSender(settings) as sender`` or :meth:`start` and
     :meth:`close`. Redirects are never followed, environment proxies are ignored and
     cookies are not kept. At most ``per_endpoint_concurrency`` requests go to one
-    (scheme, host, port) at once and ``max_concurrency`` in all, so a slow endpoint only
-    queues its own deliveries.
+    endpoint URL at once and ``max_concurrency`` in all, so a slow endpoint only queues
+    its own deliveries, even when other endpoints share its host.
     """
 
     def __init__(self, settings: SenderSettings | None = None) -> None:
@@ -486,7 +488,7 @@ def _decode(data: bytes, charset: str | None) -> str:
 
 
 def _endpoint_key(url: URL) -> _EndpointKey:
-    return (url.scheme, (url.host or "").rstrip(".").lower(), url.port or 0)
+    return str(url.with_fragment(None))
 
 
 # ------------------------------------------------------------------------- URLs

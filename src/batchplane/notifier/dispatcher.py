@@ -13,8 +13,10 @@ import random
 from collections import Counter
 from datetime import datetime, timedelta
 
+from batchplane.core import metrics, tracing
 from batchplane.core.clock import Clock
 from batchplane.core.errors import Unavailable
+from batchplane.core.logs import log_context
 from batchplane.db import webhooks
 from batchplane.db.engine import Database
 from batchplane.notifier.delivery import (
@@ -99,6 +101,10 @@ class Dispatcher:
         return len(due)
 
     async def _deliver(self, due: webhooks.Due) -> None:
+        with log_context(delivery_id=due.id, org_id=due.org_id):
+            await self._deliver_in_context(due)
+
+    async def _deliver_in_context(self, due: webhooks.Due) -> None:
         try:
             now = self._clock.now()
             async with self._database.transaction() as session:
@@ -106,7 +112,7 @@ class Dispatcher:
                     session, org_id=due.org_id, now=now, create=new_secret
                 )
             headers = sign_with(secrets, due.id, now, due.payload)
-            result = await self._sender.send(due.url, due.payload, headers)
+            result = await self._send(due, headers)
             await self._record(due, result)
         except Unavailable as error:
             # The lease runs out and the delivery is claimed again later.
@@ -115,6 +121,34 @@ class Dispatcher:
             self._busy[due.url] -= 1
             if self._busy[due.url] <= 0:
                 del self._busy[due.url]
+
+    async def _send(self, due: webhooks.Due, headers: dict[str, str]) -> AttemptResult:
+        """One attempt, in a CLIENT span under the span that queued the delivery.
+
+        The span holds the URL's host, never its path or query (a client's tokens may
+        be there), nor the signature, the secrets or the body. No `traceparent` goes
+        to the endpoint: it is the client's server, outside the services, and our
+        span ids and sampling decisions are nothing it needs (`webhook-id` identifies
+        the message); the signed Standard Webhooks headers stay all it receives.
+        """
+        with tracing.http_client(
+            "POST",
+            due.url,
+            parent=due.trace_context,
+            attributes={
+                "batchplane.webhook.id": due.id,
+                "batchplane.webhook.attempt": due.attempts + 1,
+            },
+        ) as span:
+            result = await self._sender.send(due.url, due.payload, headers)
+            if result.status is not None:
+                span.set_attribute("http.response.status_code", result.status)
+            span.set_attribute("batchplane.webhook.verdict", result.verdict.value)
+            if result.verdict is not Verdict.DELIVERED:
+                # The stable code only: details may quote the endpoint's answer.
+                error = (result.error or "").split(":", 1)[0] or str(result.status)
+                tracing.failed(span, error)
+        return result
 
     async def _record(self, due: webhooks.Due, result: AttemptResult) -> None:
         now = self._clock.now()
@@ -137,6 +171,8 @@ class Dispatcher:
             )
             if result.verdict is Verdict.DISABLE:
                 await webhooks.disable_endpoint(session, org_id=due.org_id, url=due.url, now=now)
+        final = None if status == webhooks.PENDING else status
+        metrics.webhook_attempt(result.verdict.value, result.latency_ms, final)
         if status == webhooks.DELIVERED:
             self.delivered += 1
         elif status == webhooks.DEAD:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from batchplane.api.common.v1 import batch_pb2
 from batchplane.core.clock import rfc3339
 from batchplane.core.states import ItemState
 
@@ -23,7 +24,7 @@ def item_payload(
     batch_id: int,
     family: str,
     item_index: int,
-    succeeded: bool,
+    status: str,
     error_code: str | None,
     result: dict[str, Any] | None,
     completed_at: datetime,
@@ -34,9 +35,9 @@ def item_payload(
         "batch_id": batch_id,
         "family": family,
         "item_index": item_index,
-        "status": ItemState.SUCCEEDED if succeeded else ItemState.FAILED,
+        "status": status,
         "error": error_code or None,
-        "data": result if succeeded else None,
+        "data": result if status == ItemState.SUCCEEDED else None,
         "completed_at": when,
         "discovered_at": when,
     }
@@ -46,17 +47,24 @@ def completion_payload(
     *,
     batch_id: int,
     family: str,
-    succeeded: int,
-    failed: int,
+    status: str,
+    progress: batch_pb2.BatchProgress,
     items: list[dict[str, Any]],
     completed_at: datetime,
 ) -> dict[str, Any]:
+    """`status` is `finished`, or `cancelled` for a cancelled batch."""
     when = rfc3339(completed_at)
     return {
         "event": BATCH_COMPLETED,
         "batch_id": batch_id,
         "family": family,
-        "counts": {"total": succeeded + failed, "succeeded": succeeded, "failed": failed},
+        "status": status,
+        "counts": {
+            "total": progress.requested,
+            "succeeded": progress.succeeded,
+            "failed": progress.failed,
+            "cancelled": progress.cancelled,
+        },
         "items": items,
         "completed_at": when,
         "discovered_at": when,

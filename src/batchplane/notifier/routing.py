@@ -18,13 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from batchplane.api.common.v1 import batch_pb2
 from batchplane.api.events.v1 import events_pb2
+from batchplane.core import tracing
 from batchplane.core.clock import Clock
-from batchplane.core.states import ItemState
+from batchplane.core.states import BatchState, ItemState
 from batchplane.db import batches, webhooks
 from batchplane.db.engine import Database
 from batchplane.db.models import Batch
 from batchplane.notifier import payloads
-from batchplane.radars.bulk import bulk_public_id, completed_payload
+from batchplane.radars.bulk import bulk_public_id, completed_payload, unfinished_payload
 
 RADAR_FAMILY = "radar"
 
@@ -66,7 +67,7 @@ class EventRouter:
             rows = []
             for event in wanted:
                 batch = hooked.get(event.batch_id)
-                if batch is None:
+                if batch is None or _cancelled_radar(event, batch):
                     continue
                 body = await self._payload(session, event, batch)
                 rows.append(_delivery(event, batch, body, now))
@@ -86,7 +87,11 @@ class EventRouter:
             bulk_id=bulk_public_id(batch.id),
             created=progress.succeeded,
             failed=progress.failed,
-            radars=[(item.result or {}).get("payload", {}) for item in items],
+            radars=[
+                unfinished_payload(item.item_index, item.status, item.input)
+                or (item.result or {}).get("payload", {})
+                for item in items
+            ],
             at=moment,
         )
 
@@ -102,24 +107,28 @@ class EventRouter:
                 batch_id=batch.id,
                 family=batch.family,
                 item_index=done.item_index,
-                succeeded=done.status == batch_pb2.ITEM_STATUS_SUCCEEDED,
+                status=_ITEM_STATES.get(done.status, ItemState.FAILED),
                 error_code=done.error_code or None,
                 result=orjson.loads(done.result_json) if done.result_json else None,
                 completed_at=moment,
             )
         items = await batches.list_items(session, batch_id=batch.id)
-        progress = event.batch_finished.progress
+        finished = event.batch_finished
         return payloads.completion_payload(
             batch_id=batch.id,
             family=batch.family,
-            succeeded=progress.succeeded,
-            failed=progress.failed,
+            status=(
+                BatchState.CANCELLED
+                if finished.status == batch_pb2.BATCH_STATUS_CANCELLED
+                else BatchState.FINISHED
+            ),
+            progress=finished.progress,
             items=[
                 payloads.item_payload(
                     batch_id=batch.id,
                     family=batch.family,
                     item_index=item.item_index,
-                    succeeded=item.status == ItemState.SUCCEEDED,
+                    status=item.status,
                     error_code=item.error_code,
                     result=item.result,
                     completed_at=item.finished_at or moment,
@@ -128,6 +137,22 @@ class EventRouter:
             ],
             completed_at=moment,
         )
+
+
+_ITEM_STATES = {
+    batch_pb2.ITEM_STATUS_SUCCEEDED: ItemState.SUCCEEDED,
+    batch_pb2.ITEM_STATUS_FAILED: ItemState.FAILED,
+    batch_pb2.ITEM_STATUS_CANCELLED: ItemState.CANCELLED,
+}
+
+
+def _cancelled_radar(event: events_pb2.Event, batch: Batch) -> bool:
+    """Seed 003 has no per-item event for a cancelled radar: `bulk_completed` lists it."""
+    return (
+        batch.family == RADAR_FAMILY
+        and event.WhichOneof("kind") == "item_completed"
+        and event.item_completed.status == batch_pb2.ITEM_STATUS_CANCELLED
+    )
 
 
 def _delivery(
@@ -149,4 +174,7 @@ def _delivery(
         "last_status_code": None,
         "created_at": now,
         "finished_at": None,
+        # Routing runs in the CONSUMER span of the event's records: every attempt's
+        # span will be its child.
+        "trace_context": tracing.current_headers() or None,
     }

@@ -18,8 +18,10 @@ import orjson
 from batchplane.api.common.v1 import batch_pb2
 from batchplane.api.events.v1 import events_pb2
 from batchplane.bus.records import EventKind, event_record
+from batchplane.core import metrics
 from batchplane.core.clock import Clock
 from batchplane.core.settings import KafkaSettings
+from batchplane.core.states import BatchState
 from batchplane.db import batches, billing, outbox
 from batchplane.db.batches import BatchProgressUpdate, ItemKey, Outcome, PendingItem
 from batchplane.db.engine import Database
@@ -42,6 +44,7 @@ class ItemPipeline:
     ) -> None:
         self._database = database
         self._handlers: Mapping[str, ItemHandler] = {h.family: h for h in handlers}
+        self._deferred = frozenset(f for f, h in self._handlers.items() if h.claims_each_item)
         self._events_topic = kafka.events_topic
         self._clock = clock
         self._on_commit = on_commit
@@ -63,7 +66,9 @@ class ItemPipeline:
     async def _claim(self, keys: Sequence[ItemKey]) -> list[PendingItem]:
         now = self._clock.now()
         async with self._database.transaction() as session:
-            pending = await batches.load_pending(session, keys=keys)
+            pending = await batches.claim_pending(
+                session, keys=keys, now=now, deferred_families=self._deferred
+            )
             started = await batches.mark_started(
                 session, batch_ids={item.batch_id for item in pending}, now=now
             )
@@ -86,12 +91,22 @@ class ItemPipeline:
     async def _run(self, family: str, items: list[PendingItem]) -> list[Outcome]:
         handler = self._handlers.get(family)
         if handler is None:
-            log.error("no handler for family %r; failing %d items", family, len(items))
+            log.error(
+                "no handler for family %r; failing %d items",
+                family,
+                len(items),
+                extra={"batch_ids": sorted({i.batch_id for i in items})},
+            )
             return [Outcome(i.batch_id, i.item_index, False, "unsupported_family") for i in items]
         outcomes = await handler.run(items)
         missing = {i.key for i in items} - {o.key for o in outcomes}
         if missing:
-            log.error("%s handler returned no outcome for %d items", family, len(missing))
+            log.error(
+                "%s handler returned no outcome for %d items",
+                family,
+                len(missing),
+                extra={"items": [f"{b}/{i}" for b, i in sorted(missing)[:20]]},
+            )
             outcomes += [Outcome(b, i, False, "internal") for b, i in sorted(missing)]
         return outcomes
 
@@ -127,6 +142,10 @@ class ItemPipeline:
                     )
             await outbox.add(session, self._events(applied, progress, now), now=now)
         self._on_commit()
+        for family, outcomes in outcomes_by_family.items():
+            mine = [o for o in outcomes if o.key in applied_keys]
+            succeeded = sum(o.succeeded for o in mine)
+            metrics.items_recorded(family, succeeded=succeeded, failed=len(mine) - succeeded)
         return len(applied)
 
     def _events(
@@ -158,9 +177,16 @@ class ItemPipeline:
             processed=batch.processed,
             succeeded=batch.succeeded,
             failed=batch.failed,
+            cancelled=batch.cancelled,
         )
         finished = events_pb2.BatchFinished(
-            progress=progress, credits_refunded=batch.credits_refunded
+            progress=progress,
+            credits_refunded=batch.credits_refunded,
+            status=(
+                batch_pb2.BATCH_STATUS_CANCELLED
+                if batch.status == BatchState.CANCELLED
+                else batch_pb2.BATCH_STATUS_FINISHED
+            ),
         )
         return self._batch_event(finished, batch, now)
 

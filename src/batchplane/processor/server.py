@@ -8,10 +8,12 @@ import logging
 from dataclasses import replace
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
-from batchplane.api.processor.v1 import executor_pb2_grpc
+from batchplane.api.processor.v1 import executor_pb2, executor_pb2_grpc
 from batchplane.bus.publisher import OutboxPublisher
+from batchplane.core import metrics, readiness, tracing
 from batchplane.core.clock import Clock, SystemClock
 from batchplane.core.runtime import cancel_and_wait
 from batchplane.core.settings import Settings
@@ -22,10 +24,12 @@ from batchplane.processor.consumer import WorkConsumer
 from batchplane.processor.handlers.base import ItemHandler
 from batchplane.processor.handlers.enrichment import EnrichmentHandler
 from batchplane.processor.handlers.lookup import LookupHandler
+from batchplane.processor.handlers.noop import NoopHandler
 from batchplane.processor.handlers.radars import RadarHandler
 from batchplane.processor.handlers.scrape import ScrapeHandler
-from batchplane.processor.monitor import RadarMonitor
+from batchplane.processor.monitor import MonitorSettings, RadarMonitor
 from batchplane.processor.pipeline import ItemPipeline
+from batchplane.processor.requeue import RequeueSweeper
 from batchplane.processor.sweeper import TimeoutSweeper
 from batchplane.processor.sync.executor import ItemExecutor
 from batchplane.processor.sync.families import EnrichmentFamily, IntelligenceFamily, SignalsFamily
@@ -45,6 +49,20 @@ def fetch_settings(settings: Settings) -> FetchSettings:
         host_overrides=lookup.host_overrides,
         max_concurrency=lookup.fetch_concurrency,
     )
+
+
+def with_noop_families(
+    handlers: list[ItemHandler], noop_families: frozenset[str]
+) -> list[ItemHandler]:
+    """`handlers`, with those of `noop_families` replaced by no-op ones (benchmarking only)."""
+    if not noop_families:
+        return handlers
+    log.warning(
+        "BATCHPLANE_PROCESSOR_NOOP_FAMILIES=%s: items of these families succeed without "
+        "any work (a benchmarking aid, never for production)",
+        ",".join(sorted(noop_families)),
+    )
+    return [NoopHandler(h.family) if h.family in noop_families else h for h in handlers]
 
 
 class ProcessorService:
@@ -75,7 +93,18 @@ class ProcessorService:
             extra_suffixes=settings.lookup.extra_suffixes,
         )
         self.monitor = RadarMonitor(
-            self.database, lookup, clock=clock, interval_s=settings.radar_check_interval_s
+            self.database,
+            lookup,
+            self.fetcher,
+            MonitorSettings(
+                interval_s=settings.radar_check_interval_s,
+                events_topic=settings.kafka.events_topic,
+                news_feeds=settings.radar_news_feeds,
+                job_feeds=settings.radar_job_feeds,
+                extra_suffixes=settings.lookup.extra_suffixes,
+            ),
+            clock=clock,
+            on_commit=self.publisher.relay.wake,
         )
         handlers: list[ItemHandler] = [
             lookup,
@@ -96,7 +125,7 @@ class ProcessorService:
         ]
         self.pipeline = ItemPipeline(
             self.database,
-            handlers,
+            with_noop_families(handlers, settings.processor_noop_families),
             kafka=settings.kafka,
             clock=clock,
             on_commit=self.publisher.relay.wake,
@@ -109,6 +138,15 @@ class ProcessorService:
             interval_s=settings.enrichment.sweep_interval_s,
             clock=clock,
         )
+        self.requeue = RequeueSweeper(
+            self.database,
+            work_topic=settings.kafka.work_topic,
+            lease_s=settings.requeue_lease_s,
+            interval_s=settings.requeue_interval_s,
+            clock=clock,
+            on_commit=self.publisher.relay.wake,
+        )
+        self._requeue_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._monitor_task: asyncio.Task[None] | None = None
         self.consumer = WorkConsumer(
@@ -117,9 +155,13 @@ class ProcessorService:
             self.publisher.producer,
             self.publisher.connected,
             max_chunks_in_flight=settings.kafka.chunks_in_flight,
+            max_items_per_chunk=settings.kafka.chunk_items,
         )
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server()
+        # Continues intake's CLIENT span of ExecuteItems (sync framework batches).
+        self.server = grpc.aio.server(
+            interceptors=[tracing.ServerTracing()] if tracing.enabled() else []
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         suffixes = settings.lookup.extra_suffixes
         executor_pb2_grpc.add_ItemExecutorServiceServicer_to_server(
@@ -132,33 +174,60 @@ class ProcessorService:
             ),
             self.server,
         )
+        reflection.enable_server_reflection(
+            (
+                executor_pb2.DESCRIPTOR.services_by_name["ItemExecutorService"].full_name,
+                health.SERVICE_NAME,
+                reflection.SERVICE_NAME,
+            ),
+            self.server,
+        )
         self._consume_task: asyncio.Task[None] | None = None
+        self.readiness = readiness.for_service(
+            self.health,
+            settings,
+            self.database,
+            services=(executor_pb2.DESCRIPTOR.services_by_name["ItemExecutorService"].full_name,),
+        )
+        self._readiness_task: asyncio.Task[None] | None = None
+        self.metrics = metrics.MetricsServer(
+            metrics.registry_for("processor"), refresh=[self.publisher.relay.measure_backlog]
+        )
+        self.metrics_port: int | None = None
 
     async def start(self) -> int:
         port = self.server.add_insecure_port(
             f"{self.settings.processor_host}:{self.settings.processor_port}"
         )
         await self.server.start()
+        self.metrics_port = await self.metrics.start(
+            self.settings.metrics_host, self.settings.processor_metrics_port
+        )
         await self.fetcher.start()
         await self.scrape_fetcher.start()
         self.publisher.start()
         self._consume_task = asyncio.create_task(self.consumer.run(), name="work-consumer")
         self._sweep_task = asyncio.create_task(self.sweeper.run(), name="timeout-sweeper")
+        self._requeue_task = asyncio.create_task(self.requeue.run(), name="requeue-sweeper")
         self._monitor_task = asyncio.create_task(self.monitor.run(), name="radar-monitor")
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.readiness.check()
+        self._readiness_task = asyncio.create_task(self.readiness.run(), name="readiness")
         log.info("processor started (health on port %d)", port)
         return int(port)
 
     async def stop(self) -> None:
         """Finish the chunk in hand, leave the group, flush events."""
+        await cancel_and_wait(self._readiness_task)
         await self.health.enter_graceful_shutdown()
         await cancel_and_wait(self._sweep_task)
+        await cancel_and_wait(self._requeue_task)
         await cancel_and_wait(self._monitor_task)
         await cancel_and_wait(self._consume_task)
         await self.publisher.stop()
         await self.fetcher.close()
         await self.scrape_fetcher.close()
         await self.server.stop(2)
+        await self.metrics.stop()
         await self.database.dispose()
 
     async def wait(self, stop: asyncio.Event) -> None:

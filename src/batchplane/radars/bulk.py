@@ -10,7 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from batchplane.core.clock import rfc3339
+from batchplane.core.states import ItemState
 
 RADAR_CREATED = "radar_created"
 RADAR_FAILURE = "radar_failure"
@@ -66,4 +69,17 @@ def completed_payload(
         "radars": radars,
         "completed_at": rfc3339(at),
         "discovered_at": rfc3339(at),
+    }
+
+
+def unfinished_payload(item_index: int, status: str, raw_input: str) -> dict[str, Any] | None:
+    """A bulk item without a radar payload: still `processing`, or `cancelled` with its
+    batch; None for an item that has its payload."""
+    if status not in (ItemState.QUEUED, ItemState.CANCELLED):
+        return None
+    custom = orjson.loads(raw_input)
+    return {
+        "item_index": item_index,
+        "status": "processing" if status == ItemState.QUEUED else "cancelled",
+        "custom_fields": custom.get("custom_fields") if isinstance(custom, dict) else None,
     }

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
+
+from tests.support.envoy import assert_envoy_accepts
 
 from batchplane.core.settings import Settings
 from batchplane.gateway import config
@@ -12,15 +13,7 @@ from batchplane.gateway import config
 def test_rendered_config_validates_with_envoy(tmp_path: Path) -> None:
     path = config.write(Settings(), tmp_path / "envoy.yaml")
 
-    done = subprocess.run(
-        [config.envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert_envoy_accepts(path)
 
 
 def test_listener_and_admin_bind_loopback_by_default() -> None:
@@ -46,4 +39,36 @@ def test_every_public_service_is_transcoded() -> None:
         "batchplane.api.scrape.v1.ScrapeService",
         "batchplane.api.webhooks.v1.WebhooksService",
         "batchplane.api.radars.v1.RadarService",
+        "batchplane.api.batches.v1.BatchService",
     ]
+
+
+def test_tracing_and_json_logs_validate_with_envoy(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "BATCHPLANE_LOG_FORMAT": "json",
+            "BATCHPLANE_OTEL_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.example:4318/",
+        }
+    )
+    path = config.write(settings, tmp_path / "envoy.yaml")
+    assert_envoy_accepts(path)
+    rendered = config.render(settings)
+    manager = rendered["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    service = manager["typed_config"]["tracing"]["provider"]["typed_config"]["http_service"]
+    assert service["http_uri"]["uri"] == "http://collector.example:4318/v1/traces"
+    clusters = {c["name"]: c for c in rendered["static_resources"]["clusters"]}
+    address = clusters[config.COLLECTOR_CLUSTER]["load_assignment"]["endpoints"][0]
+    assert address["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] == {
+        "address": "collector.example",
+        "port_value": 4318,
+    }
+    assert rendered["application_log_config"]["log_format"]["json_format"]["service"] == "gateway"
+
+
+def test_no_tracing_and_plain_logs_by_default() -> None:
+    rendered = config.render(Settings())
+    manager = rendered["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    assert "tracing" not in manager["typed_config"]
+    assert [c["name"] for c in rendered["static_resources"]["clusters"]] == [config.INTAKE_CLUSTER]
+    assert "application_log_config" not in rendered

@@ -118,6 +118,11 @@ def _build_app(hits: Counter[str], release: asyncio.Event) -> web.Application:
         await release.wait()
         return web.Response(text="too late")
 
+    @routes.get("/pause")
+    async def pause(_: web.Request) -> web.Response:
+        await asyncio.sleep(0.4)
+        return web.Response(text="after a pause")
+
     @routes.get("/slow-body")
     async def slow_body(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Length": "1000"})
@@ -710,3 +715,14 @@ async def test_untrusted_certificate_falls_back_to_http(
         assert not info.value.retryable
         result = await fetcher.fetch_home_page(HOST)
     assert (result.url, result.text) == (f"http://{HOST}/", "home over http")
+
+
+async def test_the_deadline_starts_once_a_connection_slot_is_free(
+    server: Server, closed_port: int
+) -> None:
+    """Waiting for one of `max_concurrency` slots is not the site's time: four fetches of
+    a 0.4 s page through one slot all succeed within a 1 s deadline each."""
+    settings = _settings(server, closed_port, max_concurrency=1, timeout_s=1.0)
+    async with _fetcher(settings) as fetcher:
+        results = await asyncio.gather(*(fetcher.fetch(f"http://{HOST}/pause") for _ in range(4)))
+    assert [r.status for r in results] == [200] * 4

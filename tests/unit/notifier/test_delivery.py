@@ -346,7 +346,7 @@ async def test_send_before_start_is_a_programming_error() -> None:
 
 
 async def test_per_endpoint_bound_leaves_other_endpoints_free(receiver: Receiver) -> None:
-    # Two endpoints on one server: different host names are different (scheme, host, port).
+    # Two endpoints on one server: different host names make different URLs.
     overrides = {"busy.test": "127.0.0.1", "other.test": "127.0.0.1"}
     settings = _settings(per_endpoint_concurrency=2, host_overrides=overrides)
     async with WebhookSender(settings) as sender:
@@ -364,6 +364,26 @@ async def test_per_endpoint_bound_leaves_other_endpoints_free(receiver: Receiver
     assert all(result.verdict is Verdict.DELIVERED for result in results)
     assert receiver.max_in_flight["busy.test"] == 2
     assert sum(seen.path == "/gated" for seen in receiver.seen) == 10
+
+
+async def test_endpoints_are_urls_so_a_busy_path_leaves_other_paths_of_its_host_free(
+    receiver: Receiver,
+) -> None:
+    settings = _settings(per_endpoint_concurrency=2)
+    async with WebhookSender(settings) as sender:
+        busy = [
+            asyncio.create_task(sender.send(receiver.url("/gated"), BODY, _signed()))
+            for _ in range(5)
+        ]
+        await receiver.wait_in_flight("127.0.0.1", 2)
+        other = await sender.send(receiver.url("/hook"), BODY, _signed())
+        assert other.verdict is Verdict.DELIVERED
+        assert receiver.in_flight["127.0.0.1"] == 2  # the busy URL still holds its share
+        assert not any(task.done() for task in busy)
+        receiver.release.set()
+        results = await asyncio.gather(*busy)
+    assert all(result.verdict is Verdict.DELIVERED for result in results)
+    assert receiver.max_in_flight["127.0.0.1"] == 2
 
 
 async def test_slow_endpoint_does_not_delay_a_healthy_one(receiver: Receiver) -> None:

@@ -20,6 +20,10 @@ class ItemHandler(Protocol):
     """
 
     family: str
+    # False: the pipeline claims a chunk's items before `run` (a cancel spares
+    # them from then on). True: `run` claims each item itself when its work
+    # starts, with `batches.mark_items_started`, and skips those it could not claim.
+    claims_each_item: bool
 
     async def run(self, items: Sequence[PendingItem]) -> list[Outcome]:
         """Do the work of `items` and describe how each ended."""

@@ -39,6 +39,7 @@ class EnrichmentHandler:
     """The `enrichment` family: one (entity, field) record per item."""
 
     family = "enrichment"
+    claims_each_item = False
 
     def __init__(
         self,

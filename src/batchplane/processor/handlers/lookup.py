@@ -34,6 +34,7 @@ class LookupHandler:
     """The `lookup` family: one domain per item, results shared across organisations."""
 
     family = "lookup"
+    claims_each_item = False
 
     def __init__(
         self,

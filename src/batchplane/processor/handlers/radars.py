@@ -30,6 +30,7 @@ class RadarHandler:
     """The `radar` family: one radar per item."""
 
     family = "radar"
+    claims_each_item = False
 
     def __init__(
         self,

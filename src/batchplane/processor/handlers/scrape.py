@@ -54,6 +54,9 @@ class ScrapeHandler:
     """The `scrape` family: one URL per item."""
 
     family = "scrape"
+    # Jobs wait for a `parallel_jobs` slot: each is claimed when it starts, so a
+    # cancel still spares the waiting ones.
+    claims_each_item = True
 
     def __init__(self, database: Database, fetcher: Fetcher, *, clock: Clock) -> None:
         self._database = database
@@ -75,7 +78,9 @@ class ScrapeHandler:
         state.jobs += 1
         try:
             async with state.slots:
-                await self._mark_started(item)
+                if not await self._mark_started(item):
+                    # Cancelled while it waited: no outcome will be recorded for it.
+                    return Outcome(item.batch_id, item.item_index, False, "cancelled")
                 return await self._scrape(item, options, state)
         finally:
             state.jobs -= 1
@@ -126,9 +131,13 @@ class ScrapeHandler:
             len((i.result or {}).get("items", [])) for i in items if i.status == ItemState.SUCCEEDED
         )
 
-    async def _mark_started(self, item: PendingItem) -> None:
+    async def _mark_started(self, item: PendingItem) -> bool:
+        """Claim the job as it starts; False when its batch cancelled it."""
         async with self._database.transaction() as session:
-            await batches.mark_items_started(session, keys=[item.key], now=self._clock.now())
+            started = await batches.mark_items_started(
+                session, keys=[item.key], now=self._clock.now()
+            )
+        return item.key in started
 
 
 async def _within(timeout_s: float, fetching: Any) -> FetchResult:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from batchplane.core.clock import rfc3339
-from batchplane.db import enrichments, lookups, signals
+from batchplane.db import enrichments, lookups, radars, signals
 from batchplane.db.engine import Database
 from batchplane.processor.sync.answers import (
     Answer,
@@ -18,8 +18,18 @@ from batchplane.processor.sync.answers import (
     optional_timestamp,
     required_string,
 )
+from batchplane.radars import feeds, profiles
+from batchplane.radars.creation import radar_json
 
-SIGNAL_TYPES = frozenset({signals.TECHNOLOGY_ADDED, signals.TECHNOLOGY_REMOVED})
+# Technology changes (lookups and company radars), then what other radars record.
+SIGNAL_TYPES = frozenset(
+    {
+        signals.TECHNOLOGY_ADDED,
+        signals.TECHNOLOGY_REMOVED,
+        profiles.PROFILE_CHANGED,
+        *feeds.SIGNAL_TYPES,
+    }
+)
 
 
 class IntelligenceFamily:
@@ -40,6 +50,7 @@ class IntelligenceFamily:
             enriched = await enrichments.latest_finished(
                 session, org_id=org_id, entity_id=domain, field="summary"
             )
+            watching = await radars.active_for_domain(session, org_id=org_id, domain=domain)
         if stored is None and enriched is None:
             return not_found(f"nothing is known about {domain} yet: run a lookup first")
         return ok(
@@ -48,7 +59,7 @@ class IntelligenceFamily:
                 "technologies": stored.technologies if stored else [],
                 "looked_up_at": rfc3339(stored.looked_up_at) if stored else None,
                 "enrichment": {enriched.field: enriched.data} if enriched else {},
-                "radars": [],
+                "radars": [radar_json(radar) for radar in watching],
             }
         )
 
