@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,17 @@ from tests.support import postgres
 from tests.support.broker import running_broker
 from tests.support.sites import SiteServer, default_sites, serve_sites
 from tests.support.stack import OwnStack, RunningStack, running_stack, stack_env
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Any:
+    """With BATCHPLANE_TEST_GC_EACH=1, collect garbage after every test, so that a leaked
+    socket or transport is reported by the test that leaked it, not by whichever test
+    happens to be running when the collector next runs (diagnosis; add
+    PYTHONTRACEMALLOC=20 for where it was allocated)."""
+    yield
+    if os.environ.get("BATCHPLANE_TEST_GC_EACH") == "1":
+        gc.collect()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
