@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, bindparam, cast, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import Grouping
@@ -106,14 +118,37 @@ async def create_batch(
     )
     session.add(batch)
     await session.flush()
-    await session.execute(
-        insert(BatchItem),
-        [
-            {"batch_id": batch.id, "item_index": i, "input": value, "status": ItemState.QUEUED}
-            for i, value in enumerate(inputs)
-        ],
-    )
+    if supports_skip_locked(session):
+        # PostgreSQL: one array parameter for the whole batch; a multi-row VALUES
+        # binds four parameters per item, and SQLAlchemy's per-parameter work was the
+        # larger part of intake's CPU for a 100-item batch.
+        await session.execute(_insert_items_from_array(), {"batch_id": batch.id, "inputs": inputs})
+    else:
+        await session.execute(
+            insert(BatchItem),
+            [
+                {"batch_id": batch.id, "item_index": i, "input": value, "status": ItemState.QUEUED}
+                for i, value in enumerate(inputs)
+            ],
+        )
     return batch
+
+
+def _insert_items_from_array() -> Any:
+    """INSERT the queued items of `:batch_id` from the `:inputs` array, indexed from 0."""
+    inputs = (
+        func.unnest(bindparam("inputs", type_=ARRAY(Text)))
+        .table_valued("input", with_ordinality="position")
+        .render_derived()
+    )
+    rows = select(
+        bindparam("batch_id", type_=Integer),
+        (inputs.c.position - 1).label("item_index"),
+        inputs.c.input,
+        literal(ItemState.QUEUED, String),
+    )
+    columns = ["batch_id", "item_index", "input", "status"]
+    return insert(table(BatchItem)).from_select(columns, rows)
 
 
 async def get_batch(session: AsyncSession, *, batch_id: int, org_id: str) -> Batch | None:

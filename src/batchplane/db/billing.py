@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from batchplane.db.dialect import increment, increment_within
@@ -50,9 +50,7 @@ async def charge(
     balance = result.scalar_one_or_none()
     if balance is None:
         return None
-    entry = _append(session, org_id, CHARGE, -amount, balance, batch_id, note, now)
-    await session.flush()
-    return entry.id
+    return await _append(session, org_id, CHARGE, -amount, balance, batch_id, note, now)
 
 
 async def credit(
@@ -73,11 +71,11 @@ async def credit(
         .returning(Organization.credit_balance)
     )
     balance = int(result.scalar_one())
-    _append(session, org_id, kind, amount, balance, batch_id, note, now)
+    await _append(session, org_id, kind, amount, balance, batch_id, note, now)
     return balance
 
 
-def _append(
+async def _append(
     session: AsyncSession,
     org_id: str,
     kind: str,
@@ -86,18 +84,24 @@ def _append(
     batch_id: int | None,
     note: str,
     now: datetime,
-) -> CreditEntry:
-    entry = CreditEntry(
-        org_id=org_id,
-        kind=kind,
-        amount=amount,
-        balance_after=balance,
-        batch_id=batch_id,
-        note=note,
-        created_at=now,
+) -> int:
+    """Write one ledger entry; its id. A Core INSERT … RETURNING: no ORM object and
+    flush for a row nobody reads back in this transaction."""
+    ledger = table(CreditEntry)
+    stmt = (
+        insert(ledger)
+        .values(
+            org_id=org_id,
+            kind=kind,
+            amount=amount,
+            balance_after=balance,
+            batch_id=batch_id,
+            note=note,
+            created_at=now,
+        )
+        .returning(ledger.c.id)
     )
-    session.add(entry)
-    return entry
+    return int((await session.execute(stmt)).scalar_one())
 
 
 async def ledger(session: AsyncSession, *, org_id: str, limit: int = 50) -> list[LedgerLine]:

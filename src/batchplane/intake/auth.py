@@ -64,18 +64,19 @@ class Authenticator:
             token = await tenancy.find_token(session, secret=secret)
             if token is None:
                 raise Unauthenticated("invalid API token")
-            org_id = token.org_id
+            org_id, plan = token.org_id, token.org_plan
             if org_id is None:
                 org_id = await self._organization_from_header(session, metadata, token.user_id)
-            org = await tenancy.get_organization(session, org_id=org_id)
-            if org is None:
+                org = await tenancy.get_organization(session, org_id=org_id)
+                plan = None if org is None else org.plan
+            if plan is None:
                 raise Unauthenticated("the token's organization no longer exists")
         return Caller(
             user_id=token.user_id,
             org_id=org_id,
             token_id=token.token_id,
             scopes=token.scopes,
-            plan=org.plan,
+            plan=plan,
         )
 
     async def _organization_from_header(
