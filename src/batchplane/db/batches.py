@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import Grouping
 
 from batchplane.core.states import BatchState, ItemState
-from batchplane.db.dialect import supports_skip_locked
+from batchplane.db.dialect import is_postgresql, supports_skip_locked
 from batchplane.db.keysets import pair_runs, pairs_in
 from batchplane.db.models import Batch, BatchItem, table
 
@@ -118,7 +118,7 @@ async def create_batch(
     )
     session.add(batch)
     await session.flush()
-    if supports_skip_locked(session):
+    if is_postgresql(session):
         # PostgreSQL: one array parameter for the whole batch; a multi-row VALUES
         # binds four parameters per item, and SQLAlchemy's per-parameter work was the
         # larger part of intake's CPU for a 100-item batch.

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from batchplane.db.dialect import increment, increment_within
+from batchplane.db.dialect import increment, increment_within, is_postgresql
 from batchplane.db.models import CreditEntry, Organization, UsageMonthly, table
 
 TOPUP = "topup"
@@ -40,7 +41,16 @@ async def charge(
     now: datetime,
     note: str = "",
 ) -> int | None:
-    """Take `amount` credits; the ledger entry's id, or None when it cannot be paid."""
+    """Take `amount` credits; the ledger entry's id, or None when it cannot be paid.
+
+    The organisation's row stays locked until the transaction ends, so callers
+    charge last, just before committing.
+    """
+    if is_postgresql(session):
+        # One round trip: the conditional UPDATE and the ledger INSERT fed by it.
+        entry = await session.execute(_charge_and_record(org_id, amount, batch_id, note, now))
+        found = entry.scalar_one_or_none()
+        return None if found is None else int(found)
     result = await session.execute(
         update(Organization)
         .where(Organization.id == org_id, Organization.credit_balance >= amount)
@@ -51,6 +61,32 @@ async def charge(
     if balance is None:
         return None
     return await _append(session, org_id, CHARGE, -amount, balance, batch_id, note, now)
+
+
+def _charge_and_record(
+    org_id: str, amount: int, batch_id: int | None, note: str, now: datetime
+) -> Any:
+    """WITH paid AS (UPDATE … RETURNING balance) INSERT INTO credit_ledger … FROM paid:
+    no row from `paid` (balance too low) means no entry and no id back."""
+    orgs, ledger = table(Organization), table(CreditEntry)
+    paid = (
+        update(orgs)
+        .where(orgs.c.id == org_id, orgs.c.credit_balance >= amount)
+        .values(credit_balance=orgs.c.credit_balance - amount)
+        .returning(orgs.c.credit_balance)
+        .cte("paid")
+    )
+    entry = select(
+        literal(org_id, ledger.c.org_id.type),
+        literal(CHARGE, ledger.c.kind.type),
+        literal(-amount, ledger.c.amount.type),
+        paid.c.credit_balance,
+        literal(batch_id, ledger.c.batch_id.type),
+        literal(note, ledger.c.note.type),
+        literal(now, ledger.c.created_at.type),
+    )
+    columns = ["org_id", "kind", "amount", "balance_after", "batch_id", "note", "created_at"]
+    return insert(ledger).from_select(columns, entry).returning(ledger.c.id)
 
 
 async def credit(

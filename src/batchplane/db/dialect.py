@@ -41,8 +41,13 @@ async def upsert(
     await session.execute(stmt, list(rows))
 
 
-def supports_skip_locked(session: AsyncSession) -> bool:
+def is_postgresql(session: AsyncSession) -> bool:
+    """True on PostgreSQL: array parameters, data-modifying CTEs, SKIP LOCKED."""
     return bool(session.get_bind().dialect.name == "postgresql")
+
+
+def supports_skip_locked(session: AsyncSession) -> bool:
+    return is_postgresql(session)
 
 
 async def increment(

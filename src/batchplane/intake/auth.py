@@ -60,7 +60,7 @@ class Authenticator:
         secret = token_from_metadata(metadata)
         if secret is None:
             raise Unauthenticated("missing or malformed API token")
-        async with self._database.transaction() as session:
+        async with self._database.read() as session:
             token = await tenancy.find_token(session, secret=secret)
             if token is None:
                 raise Unauthenticated("invalid API token")
