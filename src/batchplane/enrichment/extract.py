@@ -39,14 +39,25 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urljoin, urlsplit
 
-import extruct
-import phonenumbers
-from extruct.jsonld import JsonLdExtractor
-from extruct.utils import parse_html, parse_xmldom_html
 from selectolax.lexbor import LexborHTMLParser
+
+from batchplane.core.deferred import deferred_import
+
+# Only enrichment (and radar profile checks) read structured data and phone numbers:
+# deferred so other processors never load extruct's stack (~37 MB) or phonenumbers.
+if TYPE_CHECKING:
+    import extruct
+    import phonenumbers
+    from extruct import jsonld as extruct_jsonld
+    from extruct import utils as extruct_utils
+else:
+    extruct = deferred_import("extruct")
+    extruct_jsonld = deferred_import("extruct.jsonld")
+    extruct_utils = deferred_import("extruct.utils")
+    phonenumbers = deferred_import("phonenumbers")
 
 __all__ = ["FIELDS", "MAX_HTML_CHARS", "SUMMARY_MAX_CHARS", "PageInput", "extract"]
 
@@ -173,7 +184,7 @@ def structured_items(html: str, url: str, dom: LexborHTMLParser) -> list[Any]:
     scrape extractor.
     """
     use_rdfa = dom.css_first(SCHEMA_RDFA_SELECTOR) is not None
-    parse = parse_xmldom_html if use_rdfa else parse_html
+    parse = extruct_utils.parse_xmldom_html if use_rdfa else extruct_utils.parse_html
     try:
         # Bytes, because lxml refuses a str that starts with an XML encoding declaration.
         tree = parse(html.encode("utf-8", "replace"), encoding="UTF-8")
@@ -190,7 +201,7 @@ def structured_items(html: str, url: str, dom: LexborHTMLParser) -> list[Any]:
 def jsonld_items(tree: Any, url: str) -> list[Any]:
     """JSON-LD, block by block: extruct gives up on the whole page at the first bad one."""
     items: list[Any] = []
-    extractor = JsonLdExtractor()
+    extractor = extruct_jsonld.JsonLdExtractor()
     for script in tree.xpath(_JSONLD_XPATH):
         try:
             items.extend(extractor.extract_items(script, base_url=url))

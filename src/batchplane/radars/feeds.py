@@ -13,12 +13,19 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import feedparser
 from selectolax.lexbor import LexborHTMLParser
 
+from batchplane.core.deferred import deferred_import
 from batchplane.lookup.domains import InvalidDomain, normalise_domain
+
+# Only keyword radars read feeds: deferred so a processor whose monitor never scans a
+# feed never loads feedparser (~13 MB).
+if TYPE_CHECKING:
+    import feedparser
+else:
+    feedparser = deferred_import("feedparser")
 
 INDUSTRY_MENTION = "industry_mention"
 JOB_OPENING = "job_opening"

@@ -94,16 +94,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urljoin, urlsplit
 
 from dateutil import parser as dateparser
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import SchemaError
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
-from referencing.exceptions import Unresolvable
 from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from batchplane.core.deferred import deferred_import
 
 # These private helpers of the enrichment extractor already run extruct robustly (one
 # JSON-LD block at a time, each syntax isolated, RDFa reduced to schema.org nodes); they
@@ -115,6 +112,18 @@ from batchplane.enrichment.extract import (
     schema_types,
     structured_items,
 )
+
+# Only scrape jobs validate against a JSON schema: deferred so other processors never
+# load jsonschema and its referencing/rpds stack (~14 MB).
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema import validators as jsonschema_validators
+    from jsonschema.protocols import Validator
+    from referencing import exceptions as referencing_errors
+else:
+    jsonschema = deferred_import("jsonschema")
+    jsonschema_validators = deferred_import("jsonschema.validators")
+    referencing_errors = deferred_import("referencing.exceptions")
 
 logger = logging.getLogger(__name__)
 
@@ -191,10 +200,10 @@ class _Plan:
     """The caller's schema compiled once: item schema, its properties and a validator."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        cls = validator_for(schema, default=Draft202012Validator)
+        cls = jsonschema_validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         try:
             cls.check_schema(dict(schema))
-        except SchemaError as exc:
+        except jsonschema.SchemaError as exc:
             raise ValueError(f"invalid JSON schema: {exc.message}") from exc
         self.root = schema
         self.item = _item_schema(schema)
@@ -215,7 +224,9 @@ class _Plan:
             return None
         try:
             valid = self.validator.is_valid(item)
-        except Unresolvable as exc:  # a `$ref` to another document: nothing is fetched
+        except (
+            referencing_errors.Unresolvable
+        ) as exc:  # a `$ref` to another document: nothing is fetched
             raise ValueError(f"invalid JSON schema: {exc}") from exc
         return item if valid else None
 
@@ -352,10 +363,10 @@ _SYNONYMS: Final = _synonym_table()
 
 
 @lru_cache(maxsize=1)
-def _format_checker() -> FormatChecker:
+def _format_checker() -> jsonschema.FormatChecker:
     """jsonschema's checker plus `date-time` and `uri`, whose own checks need extra
     packages (rfc3339-validator, rfc3987) that are not installed."""
-    checker = FormatChecker()
+    checker = jsonschema.FormatChecker()
     checker.checks("date-time")(_is_rfc3339)
     checker.checks("uri")(_is_absolute_uri)
     return checker
