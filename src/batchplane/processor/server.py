@@ -25,6 +25,7 @@ from batchplane.processor.handlers.base import ItemHandler
 from batchplane.processor.handlers.enrichment import EnrichmentHandler
 from batchplane.processor.handlers.lookup import LookupHandler
 from batchplane.processor.handlers.noop import NoopHandler
+from batchplane.processor.handlers.pages import PageBudget
 from batchplane.processor.handlers.radars import RadarHandler
 from batchplane.processor.handlers.scrape import ScrapeHandler
 from batchplane.processor.monitor import MonitorSettings, RadarMonitor
@@ -83,6 +84,11 @@ class ProcessorService:
                 max_body_bytes=settings.scrape_max_body_bytes,
             )
         )
+        # Items with a page in hand, at most as many as each fetcher fetches at once (see
+        # handlers/pages.py). Scrape pages get their own budget: a scrape may take 300 s
+        # and must not hold back lookups.
+        pages = PageBudget(self.fetcher.settings.max_concurrency)
+        scrape_pages = PageBudget(self.scrape_fetcher.settings.max_concurrency)
         # Compiling the fingerprint database takes about a second: once per process.
         fingerprints = FingerprintDatabase.load()
         lookup = LookupHandler(
@@ -90,6 +96,7 @@ class ProcessorService:
             self.fetcher,
             fingerprints,
             clock=clock,
+            pages=pages,
             extra_suffixes=settings.lookup.extra_suffixes,
         )
         self.monitor = RadarMonitor(
@@ -113,9 +120,10 @@ class ProcessorService:
                 self.fetcher,
                 fingerprints,
                 clock=clock,
+                pages=pages,
                 freshness_s=settings.enrichment.freshness_s,
             ),
-            ScrapeHandler(self.database, self.scrape_fetcher, clock=clock),
+            ScrapeHandler(self.database, self.scrape_fetcher, clock=clock, pages=scrape_pages),
             RadarHandler(
                 self.database,
                 clock=clock,

@@ -26,6 +26,7 @@ from batchplane.enrichment.tasks import COMPANY
 from batchplane.lookup.fetch import Fetcher, FetchError, FetchResult
 from batchplane.lookup.fingerprints import FingerprintDatabase, Headers, Page
 from batchplane.processor.handlers.lookup import technology_json
+from batchplane.processor.handlers.pages import PageBudget
 
 TIMEOUT_CODE = "timeout"
 
@@ -48,10 +49,12 @@ class EnrichmentHandler:
         fingerprints: FingerprintDatabase,
         *,
         clock: Clock,
+        pages: PageBudget,
         freshness_s: int,
     ) -> None:
         self._database = database
         self._fetcher = fetcher
+        self._pages = pages
         self._fingerprints = fingerprints
         self._clock = clock
         self._freshness = timedelta(seconds=freshness_s)
@@ -72,9 +75,14 @@ class EnrichmentHandler:
             for pair, result in shared.items()
             if now - as_utc(result.fetched_at) <= self._freshness
         }
-        to_crawl = {r.entity_id for r in records.values() if (r.entity_id, r.field) not in reusable}
-        pages = await self._crawl([entities[e] for e in sorted(to_crawl) if e in entities])
-        return [self._outcome(item, records.get(item.input), reusable, pages) for item in items]
+        to_crawl: dict[str, set[str]] = {}
+        for r in records.values():
+            if (r.entity_id, r.field) not in reusable:
+                to_crawl.setdefault(r.entity_id, set()).add(r.field)
+        crawled = await self._crawl(
+            [(entities[e], to_crawl[e]) for e in sorted(to_crawl) if e in entities]
+        )
+        return [self._outcome(item, records.get(item.input), reusable, crawled) for item in items]
 
     async def persist(self, session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
         updates: list[enrichments.RecordUpdate] = []
@@ -110,9 +118,21 @@ class EnrichmentHandler:
         await enrichments.store_shared(session, results=new_shared)
         await enrichments.finish_records(session, updates=updates, now=self._clock.now())
 
-    async def _crawl(self, entities: list[Entity]) -> dict[str, FetchResult | FetchError]:
-        fetched = await asyncio.gather(*(self._fetch(e) for e in entities))
-        return {entity.id: page for entity, page in zip(entities, fetched, strict=True)}
+    async def _crawl(
+        self, wanted: list[tuple[Entity, set[str]]]
+    ) -> dict[str, dict[str, Any] | FetchError]:
+        """Each entity's wanted fields (field -> value), or why its page could not be had."""
+        crawled = await asyncio.gather(*(self._crawl_one(e, fields) for e, fields in wanted))
+        return {entity.id: values for (entity, _), values in zip(wanted, crawled, strict=True)}
+
+    async def _crawl_one(self, entity: Entity, fields: set[str]) -> dict[str, Any] | FetchError:
+        # The page is reduced to its field values before the slot is given back: only
+        # `PageBudget.limit` pages are ever in hand, however many entities a chunk has.
+        async with self._pages.slot():
+            page = await self._fetch(entity)
+            if isinstance(page, FetchError):
+                return page
+            return {field: self._field(field, page) for field in sorted(fields)}
 
     async def _fetch(self, entity: Entity) -> FetchResult | FetchError:
         try:
@@ -127,17 +147,17 @@ class EnrichmentHandler:
         item: PendingItem,
         record: Enrichment | None,
         reusable: dict[tuple[str, str], enrichments.SharedResult],
-        pages: dict[str, FetchResult | FetchError],
+        crawled: dict[str, dict[str, Any] | FetchError],
     ) -> Outcome:
         if record is None:
             return Outcome(item.batch_id, item.item_index, False, "internal")
         shared = reusable.get((record.entity_id, record.field))
         if shared is not None:
             return _finished(item, record, shared.data_found, shared.data, shared.id, None)
-        page = pages.get(record.entity_id)
-        if page is None or isinstance(page, FetchError):
-            code = page.code if isinstance(page, FetchError) else "internal"
-            message = str(page) if page is not None else "entity not found"
+        values = crawled.get(record.entity_id)
+        if values is None or isinstance(values, FetchError):
+            code = values.code if isinstance(values, FetchError) else "internal"
+            message = str(values) if values is not None else "entity not found"
             return Outcome(
                 item.batch_id,
                 item.item_index,
@@ -145,7 +165,7 @@ class EnrichmentHandler:
                 code,
                 result={"record_id": record.id, "error": f"{code}: {message}"},
             )
-        value = self._field(record.field, page)
+        value = values[record.field]
         global_id = f"global_{uuid.uuid4().hex[:16]}"
         shared_row = {
             "id": global_id,

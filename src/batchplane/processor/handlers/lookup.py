@@ -17,6 +17,7 @@ from batchplane.db.engine import Database
 from batchplane.lookup.domains import InvalidDomain, normalise_domain
 from batchplane.lookup.fetch import Fetcher, FetchError
 from batchplane.lookup.fingerprints import Detection, FingerprintDatabase, Headers, Page
+from batchplane.processor.handlers.pages import PageBudget
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,12 @@ class LookupHandler:
         fingerprints: FingerprintDatabase,
         *,
         clock: Clock,
+        pages: PageBudget,
         extra_suffixes: frozenset[str] = frozenset(),
     ) -> None:
         self._database = database
         self._fetcher = fetcher
+        self._pages = pages
         self._fingerprints = fingerprints
         self._clock = clock
         self._extra_suffixes = extra_suffixes
@@ -65,7 +68,7 @@ class LookupHandler:
         cached = await self._fresh_results(valid, domains)
         to_fetch = sorted({domains[i.key] for i in valid if i.key not in cached})
         fetched = dict(
-            zip(to_fetch, await asyncio.gather(*map(self._look_up, to_fetch)), strict=True)
+            zip(to_fetch, await asyncio.gather(*map(self.look_up, to_fetch)), strict=True)
         )
         for item in valid:
             hit = cached.get(item.key)
@@ -115,7 +118,8 @@ class LookupHandler:
 
     async def look_up(self, domain: str) -> dict[str, Any] | FetchError:
         """Fetch and analyse one domain now (also used by the radar monitor)."""
-        return await self._look_up(domain)
+        async with self._pages.slot():
+            return await self._look_up(domain)
 
     async def _look_up(self, domain: str) -> dict[str, Any] | FetchError:
         try:

@@ -25,6 +25,7 @@ from batchplane.db import batches
 from batchplane.db.batches import Outcome, PendingItem
 from batchplane.db.engine import Database
 from batchplane.lookup.fetch import Fetcher, FetchError, FetchResult
+from batchplane.processor.handlers.pages import PageBudget
 from batchplane.scrape.extract import DateFilter, extract_items
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,12 @@ class ScrapeHandler:
     # cancel still spares the waiting ones.
     claims_each_item = True
 
-    def __init__(self, database: Database, fetcher: Fetcher, *, clock: Clock) -> None:
+    def __init__(
+        self, database: Database, fetcher: Fetcher, *, clock: Clock, pages: PageBudget
+    ) -> None:
         self._database = database
         self._fetcher = fetcher
+        self._pages = pages
         self._clock = clock
         self._batches: dict[int, _BatchState] = {}
 
@@ -90,11 +94,8 @@ class ScrapeHandler:
     async def _scrape(
         self, item: PendingItem, options: dict[str, Any], state: _BatchState
     ) -> Outcome:
-        timeout = float(options.get("timeout_per_url", 30))
         try:
-            page = await _within(timeout, self._fetcher.fetch(item.input))
-            _check_page(page)
-            extracted = await _extract(page, item.params.get("schema", {}), options)
+            extracted, final_url, http_status = await self._fetch_and_extract(item, options)
         except JobFailed as failure:
             return Outcome(
                 item.batch_id,
@@ -110,8 +111,20 @@ class ScrapeHandler:
             item.batch_id,
             item.item_index,
             True,
-            result={"items": kept, "final_url": page.url, "http_status": page.status},
+            result={"items": kept, "final_url": final_url, "http_status": http_status},
         )
+
+    async def _fetch_and_extract(
+        self, item: PendingItem, options: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], str, int]:
+        """The page's items, final URL and status; the page itself is let go here, with
+        its slot, so it is not held while the batch's item total is checked."""
+        timeout = float(options.get("timeout_per_url", 30))
+        async with self._pages.slot():
+            page = await _within(timeout, self._fetcher.fetch(item.input))
+            _check_page(page)
+            extracted = await _extract(page, item.params.get("schema", {}), options)
+            return extracted, page.url, page.status
 
     async def _within_total(
         self, item: PendingItem, state: _BatchState, extracted: list[dict[str, Any]], cap: int
