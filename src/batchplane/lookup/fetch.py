@@ -159,6 +159,7 @@ class FetchSettings:
     when the URL names no port (a test hook). ``host_overrides`` maps host names to IP
     addresses, like ``curl --resolve``; overridden addresses are still policy-checked.
     ``ca_file`` adds trusted CA certificates to the system trust store.
+    ``keepalive_s`` is how long a connection stays pooled once idle.
     """
 
     timeout_s: float = 10.0
@@ -172,6 +173,11 @@ class FetchSettings:
     host_overrides: Mapping[str, str] = field(default_factory=dict)
     ca_file: str | None = None
     max_concurrency: int = 100
+    # Short, because the pool has no cap on idle connections, only on busy ones, and
+    # lookups reach thousands of distinct hosts: at aiohttp's 15 s, 4,000 lookups of the
+    # bench page left 4,000 idle sockets and their buffers (+45 MB of peak RSS). Two
+    # seconds still reuses a connection across redirects and same-site bursts.
+    keepalive_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -428,6 +434,7 @@ class Fetcher(GuardedClient):
             self._policy,
             settings.host_overrides,
             limit=settings.max_concurrency,
+            keepalive_s=settings.keepalive_s,
             # Total time is bounded by our own deadline around the redirect loop.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s),
             ssl_context=self._ssl_context(),
@@ -566,6 +573,7 @@ def guarded_session(
     *,
     limit: int,
     timeout: aiohttp.ClientTimeout,
+    keepalive_s: float = 15.0,
     ssl_context: ssl.SSLContext | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> tuple[aiohttp.ClientSession, GuardedResolver]:
@@ -578,7 +586,10 @@ def guarded_session(
     """
     resolver = GuardedResolver(policy, aiohttp.DefaultResolver(), host_overrides)
     connector = aiohttp.TCPConnector(
-        limit=limit, resolver=resolver, ssl=ssl_context if ssl_context is not None else True
+        limit=limit,
+        keepalive_timeout=keepalive_s,
+        resolver=resolver,
+        ssl=ssl_context if ssl_context is not None else True,
     )
     session = aiohttp.ClientSession(
         connector=connector,
