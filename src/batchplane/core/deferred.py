@@ -26,10 +26,12 @@ to finish executing the module instead of reading a half-initialised one.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import sys
 from typing import Any
 
-__all__ = ["DeferredModule", "deferred_import"]
+__all__ = ["DeferredModule", "deferred_import", "loaded"]
 
 
 class DeferredModule:
@@ -56,3 +58,19 @@ def deferred_import(name: str) -> Any:
     missing library raises `ModuleNotFoundError` at first use rather than at start-up.
     """
     return DeferredModule(name)
+
+
+async def loaded(*modules: Any) -> None:
+    """Import the deferred `modules` not imported yet, in a worker thread.
+
+    Async code awaits this before its first use: importing extruct takes about a
+    second of CPU, and done on the event loop it would stall every other item, RPC and
+    the Kafka consumer's heartbeats with it. Imported modules cost a dict lookup.
+    """
+    names = [
+        module._name
+        for module in modules
+        if isinstance(module, DeferredModule) and module._name not in sys.modules
+    ]
+    if names:
+        await asyncio.to_thread(lambda: [importlib.import_module(name) for name in names])

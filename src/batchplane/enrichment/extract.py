@@ -59,6 +59,9 @@ else:
     extruct_utils = deferred_import("extruct.utils")
     phonenumbers = deferred_import("phonenumbers")
 
+# What async callers await `deferred.loaded(*DEFERRED)` for before extracting.
+DEFERRED: Final = (extruct, extruct_jsonld, extruct_utils, phonenumbers)
+
 __all__ = ["FIELDS", "MAX_HTML_CHARS", "SUMMARY_MAX_CHARS", "PageInput", "extract"]
 
 logger = logging.getLogger(__name__)

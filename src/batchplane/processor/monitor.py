@@ -33,10 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from batchplane.api.events.v1 import events_pb2
 from batchplane.bus.records import signal_record
 from batchplane.core.clock import Clock
+from batchplane.core.deferred import loaded
 from batchplane.core.errors import Unavailable
 from batchplane.db import lookups, outbox, radars, signals
 from batchplane.db.engine import Database
 from batchplane.db.models import Radar
+from batchplane.enrichment import extract as enrichment_extract
 from batchplane.lookup.fetch import Fetcher, FetchError
 from batchplane.processor.handlers.lookup import LookupHandler, technology_changes
 from batchplane.radars import feeds, profiles
@@ -182,6 +184,7 @@ class RadarMonitor:
             # An error page is not the profile: compare again next round.
             log.info("radar %s: profile %s answered %d", radar.id, url, page.status)
             return
+        await loaded(*enrichment_extract.DEFERRED)
         after = profiles.snapshot(page.url, page.text)
         found.states[radar.id] = {"profile": after}
         before = (radar.state or {}).get("profile")
@@ -200,6 +203,7 @@ class RadarMonitor:
     async def _scan_feeds(self, industry: list[Radar], found: _Round) -> None:
         if not industry:
             return
+        await loaded(*feeds.DEFERRED)
         sources = {feeds.NEWS: self._settings.news_feeds, feeds.JOBS: self._settings.job_feeds}
         read = await asyncio.gather(*(self._read_feeds(urls) for urls in sources.values()))
         entries = dict(zip(sources, read, strict=True))

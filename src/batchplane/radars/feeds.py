@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 else:
     feedparser = deferred_import("feedparser")
 
+# What async callers await `deferred.loaded(*DEFERRED)` for before parsing.
+DEFERRED = (feedparser,)
+
 INDUSTRY_MENTION = "industry_mention"
 JOB_OPENING = "job_opening"
 INDUSTRY_NEWS = "industry_news"

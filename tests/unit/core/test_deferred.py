@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from batchplane.core.deferred import deferred_import
+from batchplane.core.deferred import deferred_import, loaded
 
 
 @pytest.fixture
@@ -16,7 +17,9 @@ def probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A throwaway package `deferred_probe` with a submodule `sub`, never imported yet."""
     package = tmp_path / "deferred_probe"
     package.mkdir()
-    (package / "__init__.py").write_text("VALUE = 'package'\n")
+    (package / "__init__.py").write_text(
+        "import threading\nVALUE = 'package'\nIMPORTED_BY = threading.current_thread().name\n"
+    )
     (package / "sub.py").write_text("VALUE = 'submodule'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "deferred_probe"
@@ -42,3 +45,14 @@ def test_a_missing_library_fails_at_first_use_not_before() -> None:
     assert "batchplane_no_such_module" in repr(missing)
     with pytest.raises(ModuleNotFoundError):
         missing.anything  # noqa: B018 - the read is the point
+
+
+async def test_loaded_imports_off_the_event_loop_thread_once(probe: str) -> None:
+    module = deferred_import(probe)
+    await loaded(module)
+    assert probe in sys.modules
+    # A big import would stall every coroutine if done on the loop's thread.
+    assert threading.current_thread().name != module.IMPORTED_BY
+    imported = sys.modules[probe]
+    await loaded(module)  # already imported: nothing again
+    assert sys.modules[probe] is imported

@@ -17,10 +17,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from batchplane.core.clock import Clock, as_utc, rfc3339
+from batchplane.core.deferred import loaded
 from batchplane.db import enrichments
 from batchplane.db.batches import Outcome, PendingItem
 from batchplane.db.engine import Database
 from batchplane.db.models import Enrichment, Entity
+from batchplane.enrichment import extract as extract_module
 from batchplane.enrichment.extract import PageInput, extract
 from batchplane.enrichment.tasks import COMPANY
 from batchplane.lookup.fetch import Fetcher, FetchError, FetchResult
@@ -60,6 +62,7 @@ class EnrichmentHandler:
         self._freshness = timedelta(seconds=freshness_s)
 
     async def run(self, items: Sequence[PendingItem]) -> list[Outcome]:
+        await loaded(*extract_module.DEFERRED)
         now = self._clock.now()
         async with self._database.transaction() as session:
             records = await enrichments.records_by_id(session, ids=[i.input for i in items])
