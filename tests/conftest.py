@@ -24,8 +24,8 @@ from tests.support.stack import OwnStack, RunningStack, running_stack, stack_env
 def _collect_garbage_after_each_test() -> Any:
     """With BATCHPLANE_TEST_GC_EACH=1, collect garbage after every test, so that a leaked
     socket or transport is reported by the test that leaked it, not by whichever test
-    happens to be running when the collector next runs (diagnosis; add
-    PYTHONTRACEMALLOC=20 for where it was allocated)."""
+    happens to be running when the collector next runs (diagnosis; run pytest under
+    `python -X tracemalloc=20` for where it was allocated)."""
     yield
     if os.environ.get("BATCHPLANE_TEST_GC_EACH") == "1":
         gc.collect()
