@@ -43,14 +43,20 @@ class Guard:
         if scope is not None and scope not in caller.scopes:
             raise PermissionDenied(f"this token lacks the {scope} scope", extra={"scope": scope})
         plan = self._plan(caller.plan)
-        decisions = [
-            await self._check(
-                f"requests:{caller.token_id}", Limit("requests", plan.requests_per_minute)
-            )
-        ]
+        checks = [(f"requests:{caller.token_id}", Limit("requests", plan.requests_per_minute))]
         if bulk:
             bulk_limit = Limit("bulk", plan.bulk_submissions_per_minute)
-            decisions.append(await self._check(f"bulk:{caller.token_id}", bulk_limit))
+            checks.append((f"bulk:{caller.token_id}", bulk_limit))
+        # All or nothing: a call refused by one bucket uses up none of the others.
+        decisions = await self._limiter.check_all(checks)
+        for decision in decisions:
+            if not decision.allowed:
+                raise RateLimited(
+                    f"rate limit exceeded: {decision.limit.per_minute} {decision.limit.name}"
+                    " per minute",
+                    code="rate_limited",
+                    headers=decision.headers(),
+                )
         return Admitted(caller, plan, _merge_headers(decisions))
 
     def _plan(self, name: str) -> Plan:
@@ -59,16 +65,6 @@ class Guard:
             log.error("organization plan %r is not configured; applying the free plan", name)
             return self._plans.get("free", DEFAULT_PLANS["free"])
         return plan
-
-    async def _check(self, key: str, limit: Limit) -> Decision:
-        decision = await self._limiter.check(key, limit)
-        if not decision.allowed:
-            raise RateLimited(
-                f"rate limit exceeded: {limit.per_minute} {limit.name} per minute",
-                code="rate_limited",
-                headers=decision.headers(),
-            )
-        return decision
 
 
 def _merge_headers(decisions: list[Decision]) -> dict[str, str]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -136,6 +136,16 @@ class RateLimiter(Protocol):
         """
         ...
 
+    async def check_all(self, checks: Sequence[tuple[str, Limit]]) -> list[Decision]:
+        """Admit one request against every (key, limit) bucket, or against none.
+
+        Admitted when every bucket admits it, and then each consumes one unit; refused
+        when any refuses, and then none consumes anything (a submission refused by its
+        bulk bucket does not use up the caller's general one). One decision per bucket,
+        in order; the buckets must be distinct.
+        """
+        ...
+
     async def ping(self) -> None:
         """Raise if the limiter's store cannot be reached (readiness)."""
         ...
@@ -194,16 +204,28 @@ class MemoryRateLimiter:
 
     async def check(self, key: str, limit: Limit) -> Decision:
         """Admit or refuse one request for `key` against `limit`."""
+        return (await self.check_all([(key, limit)]))[0]
+
+    async def check_all(self, checks: Sequence[tuple[str, Limit]]) -> list[Decision]:
+        """Admit one request against every bucket or none (see `RateLimiter`)."""
         now_us = round(self._clock() * _US_PER_S)
-        bucket = (limit.name, key)
-        allowed, new_tat, remaining, reset_us, retry_us = _gcra(
-            self._tats.get(bucket, now_us), now_us, limit
-        )
-        if allowed:
-            self._tats[bucket] = new_tat
+        steps = [
+            (
+                (limit.name, key),
+                limit,
+                _gcra(self._tats.get((limit.name, key), now_us), now_us, limit),
+            )
+            for key, limit in checks
+        ]
+        if all(step[0] for _, _, step in steps):
+            for bucket, _, step in steps:
+                self._tats[bucket] = step[1]
             if len(self._tats) > self._sweep_at:
                 self._sweep(now_us)
-        return _decision(limit, allowed, remaining, reset_us, retry_us)
+        return [
+            _decision(limit, allowed, remaining, reset_us, retry_us)
+            for _, limit, (allowed, _, remaining, reset_us, retry_us) in steps
+        ]
 
     def _sweep(self, now_us: int) -> None:
         self._tats = {k: tat for k, tat in self._tats.items() if tat > now_us}
@@ -219,31 +241,43 @@ class MemoryRateLimiter:
         """Nothing to release."""
 
 
-# KEYS[1] bucket; ARGV: now µs, T µs, capacity. Replies are strings because
-# Redis truncates Lua numbers to integers and `%.0f` keeps 16-digit epoch
-# microseconds exact where Lua's tostring (%.14g) would not.
+# KEYS: the buckets; ARGV: now µs, then T µs and capacity per bucket. Every bucket is
+# decided first; new TATs are stored only when all admit (all or nothing, atomically).
+# Replies are strings because Redis truncates Lua numbers to integers and `%.0f` keeps
+# 16-digit epoch microseconds exact where Lua's tostring (%.14g) would not.
 _GCRA_LUA: Final = """
 local now = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local capacity_us = period * tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
-if tat < now then tat = now end
-local new_tat = tat + period
-local allow_at = new_tat - capacity_us
-if now < allow_at then
-  return {'0', '0', string.format('%.0f', tat - now), string.format('%.0f', allow_at - now)}
+local replies, new_tats, admitted = {}, {}, true
+for i, key in ipairs(KEYS) do
+  local period = tonumber(ARGV[2 * i])
+  local capacity_us = period * tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', key) or ARGV[1])
+  if tat < now then tat = now end
+  local new_tat = tat + period
+  local allow_at = new_tat - capacity_us
+  if now < allow_at then
+    admitted = false
+    replies[i] = {'0', '0', string.format('%.0f', tat - now), string.format('%.0f', allow_at - now)}
+  else
+    new_tats[i] = new_tat
+    local remaining = math.floor((capacity_us - (new_tat - now)) / period)
+    replies[i] = {'1', string.format('%.0f', remaining), string.format('%.0f', new_tat - now), '0'}
+  end
 end
-local remaining = math.floor((capacity_us - (new_tat - now)) / period)
-local ttl_ms = math.ceil((new_tat - now) / 1000)
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms))
-return {'1', string.format('%.0f', remaining), string.format('%.0f', new_tat - now), '0'}
+if admitted then
+  for i, key in ipairs(KEYS) do
+    local ttl_ms = math.ceil((new_tats[i] - now) / 1000)
+    redis.call('SET', key, string.format('%.0f', new_tats[i]), 'PX', string.format('%.0f', ttl_ms))
+  end
+end
+return replies
 """
 
 
 class RedisRateLimiter:
     """GCRA limiter shared by all intake replicas through Redis.
 
-    One Lua script reads the TAT, decides and stores the new TAT atomically,
+    One Lua script reads the TATs, decides and stores the new TATs atomically,
     with a TTL equal to the time until the bucket is full again, so idle keys
     vanish. `now` comes from `clock` (epoch seconds) and is passed in as an
     argument rather than read from Redis: tests can inject time, and replicas
@@ -262,17 +296,27 @@ class RedisRateLimiter:
 
     async def check(self, key: str, limit: Limit) -> Decision:
         """Admit or refuse one request for `key` against `limit`."""
+        return (await self.check_all([(key, limit)]))[0]
+
+    async def check_all(self, checks: Sequence[tuple[str, Limit]]) -> list[Decision]:
+        """Admit one request against every bucket or none, in one script call (one
+        round trip to Redis however many buckets)."""
         now_us = round(self._clock() * _US_PER_S)
+        args: list[int] = [now_us]
+        for _, limit in checks:
+            args += [limit.emission_interval_us, limit.capacity]
         try:
-            reply: Any = await self._script(
-                keys=[f"{KEY_PREFIX}{limit.name}:{key}"],
-                args=[now_us, limit.emission_interval_us, limit.capacity],
+            replies: Any = await self._script(
+                keys=[f"{KEY_PREFIX}{limit.name}:{key}" for key, limit in checks], args=args
             )
         except (RedisError, OSError) as exc:
             log.warning("rate limiter: redis unavailable: %s", exc)
             raise Unavailable("rate limiter unavailable") from exc
-        allowed, remaining, reset_us, retry_us = (int(v) for v in reply)
-        return _decision(limit, allowed == 1, remaining, reset_us, retry_us)
+        decisions = []
+        for (_, limit), reply in zip(checks, replies, strict=True):
+            allowed, remaining, reset_us, retry_us = (int(v) for v in reply)
+            decisions.append(_decision(limit, allowed == 1, remaining, reset_us, retry_us))
+        return decisions
 
     async def ping(self) -> None:
         await self._client.ping()

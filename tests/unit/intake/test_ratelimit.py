@@ -154,6 +154,22 @@ async def test_keys_and_limits_are_independent(subject: Subject) -> None:
     assert same_key_other_limit.allowed and same_key_other_limit.remaining == 59
 
 
+async def test_several_buckets_admit_together_or_not_at_all(subject: Subject) -> None:
+    bulk = Limit("bulk", per_minute=60, burst=2)
+    both = [(subject.key, REQUESTS), (subject.key, bulk)]
+
+    admitted = await subject.limiter.check_all(both)
+    assert [(d.allowed, d.remaining) for d in admitted] == [(True, 59), (True, 1)]
+    assert all(d.allowed for d in await subject.limiter.check_all(both))
+
+    # The bulk bucket is empty: the call is refused, and the general bucket keeps
+    # the unit it would have spent.
+    refused = await subject.limiter.check_all(both)
+    assert [d.allowed for d in refused] == [True, False]
+    assert refused[1].retry_after_s == pytest.approx(1.0)
+    assert (await subject.check()).remaining == 57
+
+
 async def test_smaller_burst_than_rate(subject: Subject) -> None:
     limit = Limit("bulk", per_minute=60, burst=3)
     assert [d.remaining for d in [await subject.check(limit) for _ in range(3)]] == [2, 1, 0]
