@@ -35,6 +35,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from batchplane.core.errors import BatchplaneError
+from batchplane.core.interceptors import Unary, UnaryInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -256,25 +257,15 @@ async def _lag(consumer: Any, tp: Any) -> int | None:
 # --- intake's gRPC interceptor --------------------------------------------------------
 
 
-class RequestMetrics(grpc.aio.ServerInterceptor):
+class RequestMetrics(UnaryInterceptor):
     """Times every unary call and counts it by outcome, and counts limit rejections.
 
     Install it after `ErrorInterceptor`, so that it wraps the servicer itself and sees
     the domain error before it is turned into a status. Streams are not timed.
     """
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        service, _, method = handler_call_details.method.lstrip("/").partition("/")
-        inner: Any = handler.unary_unary
+    def wrap(self, inner: Unary, call: grpc.HandlerCallDetails) -> Unary:
+        service, _, method = call.method.lstrip("/").partition("/")
         seconds = REQUEST_SECONDS.labels(service, method)
 
         async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -294,11 +285,7 @@ class RequestMetrics(grpc.aio.ServerInterceptor):
                 seconds.observe(time.perf_counter() - started)
                 REQUESTS.labels(service, method, code).inc()
 
-        return grpc.unary_unary_rpc_method_handler(
-            timed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return timed
 
 
 # --- the /metrics endpoint ------------------------------------------------------------

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -40,6 +40,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
 from batchplane.core.errors import BatchplaneError
+from batchplane.core.interceptors import Unary, UnaryInterceptor
 from batchplane.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -170,31 +171,21 @@ def consuming(
 # --- gRPC -----------------------------------------------------------------------------
 
 
-class ServerTracing(grpc.aio.ServerInterceptor):
+class ServerTracing(UnaryInterceptor):
     """A SERVER span around every unary call, continuing the caller's `traceparent`.
 
     Install it first (outermost), so the span is current while the servicer runs and
     the records it writes to the outbox carry its context. Streams are not traced.
     """
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        name = handler_call_details.method.lstrip("/")
+    def wrap(self, inner: Unary, call: grpc.HandlerCallDetails) -> Unary:
+        name = call.method.lstrip("/")
         service, _, method = name.partition("/")
         carrier = {
             key: value
-            for key, value in handler_call_details.invocation_metadata or ()
+            for key, value in call.invocation_metadata or ()
             if key in _TRACE_HEADERS and isinstance(value, str)
         }
-        inner: Any = handler.unary_unary
 
         async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with tracer().start_as_current_span(
@@ -216,11 +207,7 @@ class ServerTracing(grpc.aio.ServerInterceptor):
                     span.set_status(Status(StatusCode.ERROR, type(error).__name__))
                     raise
 
-        return grpc.unary_unary_rpc_method_handler(
-            traced,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return traced
 
 
 @contextlib.contextmanager

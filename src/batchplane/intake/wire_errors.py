@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
 
 from batchplane.core.errors import BatchplaneError
+from batchplane.core.interceptors import Unary, UnaryInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ async def send_http_status(
     await context.send_initial_metadata(metadata)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(UnaryInterceptor):
     """Catches errors of unary handlers and answers them in the wire format.
 
     `renderers` maps a service's full name (e.g. `batchplane.api.lookup.v1.
@@ -76,19 +77,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, renderers: Mapping[str, ErrorRenderer] | None = None) -> None:
         self._renderers = dict(renderers or {})
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        service = handler_call_details.method.lstrip("/").split("/")[0]
+    def wrap(self, inner: Unary, call: grpc.HandlerCallDetails) -> Unary:
+        service = call.method.lstrip("/").split("/")[0]
         render = self._renderers.get(service, default_error_body)
-        inner: Any = handler.unary_unary  # an async function under grpc.aio
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
@@ -96,14 +87,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             except BatchplaneError as error:
                 await _abort(context, error, render)
             except Exception:
-                log.exception("unhandled error in %s", handler_call_details.method)
+                log.exception("unhandled error in %s", call.method)
                 await _abort(context, BatchplaneError("internal error"), render)
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return guarded
 
 
 async def _abort(
