@@ -85,7 +85,7 @@ async def test_claims_and_outcomes_touch_exactly_the_named_items(
     real = {key for key in keys if key[0] in (a, b) and key[1] < SIZE}
 
     async with database.transaction() as session:
-        pending = await batches.claim_pending(session, keys=keys, now=NOW)
+        pending = (await batches.claim_pending(session, keys=keys, now=NOW)).items
     assert sorted(p.key for p in pending) == sorted(real)
     items = await _items(database, (a, b))
     assert {key for key, item in items.items() if item.claimed_at is not None} == real

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     bindparam,
+    case,
     cast,
     func,
     insert,
@@ -192,13 +193,13 @@ async def _pending_items(session: AsyncSession, stmt: Any) -> list[PendingItem]:
     ]
 
 
-async def load_pending(session: AsyncSession, *, keys: Iterable[ItemKey]) -> list[PendingItem]:
-    """Items among `keys` that are still queued, with their batch's parameters."""
-    key_list = list(keys)
-    if not key_list:
-        return []
-    stmt = _pending_items_query().where(_item_keys_in(key_list))
-    return await _pending_items(session, stmt)
+@dataclass(frozen=True)
+class Claim:
+    """What a claim took: the items to work on, and the batches it started."""
+
+    items: list[PendingItem]
+    # Batches moved from queued to processing by this claim: (id, org_id, family).
+    started: list[tuple[int, str, str]]
 
 
 async def claim_pending(
@@ -207,34 +208,77 @@ async def claim_pending(
     keys: Iterable[ItemKey],
     now: datetime,
     deferred_families: frozenset[str] = frozenset(),
-) -> list[PendingItem]:
-    """The items among `keys` still queued, claimed so that a cancel spares them.
+) -> Claim:
+    """The items among `keys` still queued, claimed so that a cancel spares them; their
+    batches still queued move to processing.
 
-    Locks the batches' rows first (PostgreSQL). Items of `deferred_families` are
-    returned unclaimed: their handler claims each
-    one when its work starts (`mark_items_started`). Under row locks (PostgreSQL)
-    or the database lock (SQLite), an item is either claimed or cancelled, never both.
+    Locks the batches' rows first (PostgreSQL) and reads each batch once, not once per
+    item. Items of `deferred_families` are returned unclaimed: their handler claims each
+    one when its work starts (`mark_items_started`). Under row locks (PostgreSQL) or the
+    database lock (SQLite), an item is either claimed or cancelled, never both.
     """
-    key_list = list(keys)
-    await _lock_batches(session, {batch_id for batch_id, _ in key_list})
-    pending = await load_pending(session, keys=key_list)
-    to_claim = [item.key for item in pending if item.family not in deferred_families]
-    claimed = await _claim(session, to_claim, now)
-    return [p for p in pending if p.family in deferred_families or p.key in claimed]
+    key_list = list(dict.fromkeys(keys))  # a redelivery can name an item twice
+    locked = await _lock_batches(session, {batch_id for batch_id, _ in key_list})
+    to_claim: list[ItemKey] = []
+    to_read: list[ItemKey] = []
+    for key in key_list:
+        if key[0] in locked:
+            deferred = locked[key[0]].family in deferred_families
+            (to_read if deferred else to_claim).append(key)
+    inputs = await _claim(session, to_claim, now)
+    if to_read:
+        inputs.update(await _queued_inputs(session, to_read))
+    items = []
+    for batch_id, index in key_list:
+        value = inputs.get((batch_id, index))
+        if value is not None:
+            batch = locked[batch_id]
+            items.append(
+                PendingItem(batch_id, index, batch.org_id, batch.family, value, batch.params)
+            )
+    queued = sorted({i.batch_id for i in items if locked[i.batch_id].status == BatchState.QUEUED})
+    return Claim(items, await _start(session, queued, now))
 
 
-async def _claim(session: AsyncSession, keys: list[ItemKey], now: datetime) -> set[ItemKey]:
-    """Mark queued items claimed (a redelivered item keeps its first claim)."""
+async def _claim(session: AsyncSession, keys: list[ItemKey], now: datetime) -> dict[ItemKey, str]:
+    """Mark queued items claimed (a redelivered item keeps its first claim); returns the
+    input of each item claimed, in the same statement."""
     if not keys:
-        return set()
+        return {}
     items = table(BatchItem)
     rows = await session.execute(
         update(items)
         .where(_item_keys_in(keys), items.c.status == ItemState.QUEUED)
         .values(claimed_at=func.coalesce(items.c.claimed_at, now))
-        .returning(items.c.batch_id, items.c.item_index)
+        .returning(items.c.batch_id, items.c.item_index, items.c.input)
     )
-    return {(row.batch_id, row.item_index) for row in rows}
+    return {(batch_id, index): value for batch_id, index, value in rows}
+
+
+async def _queued_inputs(session: AsyncSession, keys: list[ItemKey]) -> dict[ItemKey, str]:
+    """The input of each item among `keys` still queued (read, not claimed)."""
+    items = table(BatchItem)
+    rows = await session.execute(
+        select(items.c.batch_id, items.c.item_index, items.c.input).where(
+            _item_keys_in(keys), items.c.status == ItemState.QUEUED
+        )
+    )
+    return {(batch_id, index): value for batch_id, index, value in rows}
+
+
+async def _start(
+    session: AsyncSession, batch_ids: list[int], now: datetime
+) -> list[tuple[int, str, str]]:
+    """Move queued batches to processing; returns (id, org_id, family) of those moved."""
+    if not batch_ids:
+        return []
+    result = await session.execute(
+        update(Batch)
+        .where(Batch.id.in_(batch_ids), Batch.status == BatchState.QUEUED)
+        .values(status=BatchState.PROCESSING, started_at=now)
+        .returning(Batch.id, Batch.org_id, Batch.family)
+    )
+    return [(row.id, row.org_id, row.family) for row in result]
 
 
 @dataclass(frozen=True)
@@ -387,7 +431,7 @@ async def mark_items_started(
     """Claim items whose work begins now and note when (the item stays queued until
     its outcome is recorded); returns those still queued, i.e. not cancelled."""
     key_list = list(keys)
-    claimed = await _claim(session, key_list, now)
+    claimed = set(await _claim(session, key_list, now))
     if claimed:
         items = table(BatchItem)
         await session.execute(
@@ -398,22 +442,6 @@ async def mark_items_started(
     return claimed
 
 
-async def mark_started(
-    session: AsyncSession, *, batch_ids: Iterable[int], now: datetime
-) -> list[tuple[int, str, str]]:
-    """Move queued batches to processing; returns (id, org_id, family) of those moved."""
-    ids = sorted(set(batch_ids))
-    if not ids:
-        return []
-    result = await session.execute(
-        update(Batch)
-        .where(Batch.id.in_(ids), Batch.status == BatchState.QUEUED)
-        .values(status=BatchState.PROCESSING, started_at=now)
-        .returning(Batch.id, Batch.org_id, Batch.family)
-    )
-    return [(row.id, row.org_id, row.family) for row in result]
-
-
 async def record_outcomes(
     session: AsyncSession, *, outcomes: Sequence[Outcome], now: datetime
 ) -> tuple[list[Outcome], list[BatchProgressUpdate]]:
@@ -422,13 +450,13 @@ async def record_outcomes(
     Items already terminal (a redelivery, or another processor after a
     rebalance) are skipped, so counters and refunds move exactly once.
     """
-    await _lock_batches(session, {o.batch_id for o in outcomes})
+    locked = await _lock_batches(session, {o.batch_id for o in outcomes})
     applied = await _lock_queued(session, outcomes)
     if not applied:
         return [], []
     await _write_outcomes(session, applied, now)
     progress = [
-        await _advance_batch(session, batch_id, group, now)
+        await _advance_batch(session, batch_id, locked[batch_id], group, now)
         for batch_id, group in _by_batch(applied)
     ]
     return applied, progress
@@ -534,19 +562,36 @@ def _json_serializer(session: AsyncSession) -> Callable[[Any], Any]:
     return process
 
 
-async def _lock_batches(session: AsyncSession, batch_ids: set[int]) -> None:
-    """Lock batch rows in id order before any of their items (PostgreSQL).
+@dataclass(frozen=True)
+class _LockedBatch:
+    """What claims and outcomes need of a batch, read as its row is locked."""
+
+    org_id: str
+    family: str
+    status: str
+    params: dict[str, Any]
+
+
+async def _lock_batches(session: AsyncSession, batch_ids: set[int]) -> dict[int, _LockedBatch]:
+    """Lock batch rows in id order before any of their items (PostgreSQL), and read them.
 
     Claims, outcomes and cancels all take locks in this order (batches, then items),
-    so that they queue up instead of deadlocking.
+    so that they queue up instead of deadlocking. Reading the rows here spares the
+    items' queries a join, and a batch's parameters are decoded once, not per item.
     """
-    if batch_ids and supports_skip_locked(session):
-        await session.execute(
-            select(Batch.id)
-            .where(Batch.id.in_(sorted(batch_ids)))
-            .order_by(Batch.id)
-            .with_for_update()
-        )
+    if not batch_ids:
+        return {}
+    stmt = (
+        select(Batch.id, Batch.org_id, Batch.family, Batch.status, Batch.params)
+        .where(Batch.id.in_(sorted(batch_ids)))
+        .order_by(Batch.id)
+    )
+    if supports_skip_locked(session):
+        stmt = stmt.with_for_update()
+    return {
+        id_: _LockedBatch(org_id, family, status, params or {})
+        for id_, org_id, family, status, params in await session.execute(stmt)
+    }
 
 
 async def _lock_queued(session: AsyncSession, outcomes: Sequence[Outcome]) -> list[Outcome]:
@@ -572,44 +617,47 @@ def _by_batch(outcomes: Sequence[Outcome]) -> list[tuple[int, list[Outcome]]]:
 
 
 async def _advance_batch(
-    session: AsyncSession, batch_id: int, outcomes: list[Outcome], now: datetime
+    session: AsyncSession,
+    batch_id: int,
+    batch: _LockedBatch,
+    outcomes: list[Outcome],
+    now: datetime,
 ) -> BatchProgressUpdate:
+    """Count the outcomes into their batch and refund its failed items, finishing the
+    batch when they were its last, all in one statement: the `SET` expressions see the
+    row as it was, so `done` is true exactly for the update that reaches the count."""
     succeeded = sum(1 for o in outcomes if o.succeeded)
     failed = len(outcomes) - succeeded
-    params = await session.scalar(select(Batch.params).where(Batch.id == batch_id))
-    refund = failed * int((params or {}).get("unit_credits", 0))
+    refund = failed * int(batch.params.get("unit_credits", 0))
+    c = table(Batch).c
+    done = c.processed_count + len(outcomes) >= c.requested_count
+    # A cancelled batch whose in-flight items just ended is `cancelled`.
+    final = case((c.cancelled_at.is_not(None), BatchState.CANCELLED), else_=BatchState.FINISHED)
     row = (
         await session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id)
+            update(table(Batch))
+            .where(c.id == batch_id)
             .values(
-                processed_count=Batch.processed_count + len(outcomes),
-                success_count=Batch.success_count + succeeded,
-                error_count=Batch.error_count + failed,
-                credits_refunded=Batch.credits_refunded + refund,
+                processed_count=c.processed_count + len(outcomes),
+                success_count=c.success_count + succeeded,
+                error_count=c.error_count + failed,
+                credits_refunded=c.credits_refunded + refund,
+                status=case((done, final), else_=c.status),
+                finished_at=case((done, literal(now, c.finished_at.type)), else_=c.finished_at),
             )
             .returning(
-                Batch.org_id,
-                Batch.family,
-                Batch.requested_count,
-                Batch.processed_count,
-                Batch.success_count,
-                Batch.error_count,
-                Batch.cancelled_count,
-                Batch.credits_refunded,
-                Batch.cancelled_at,
-                Batch.status,
+                c.org_id,
+                c.family,
+                c.requested_count,
+                c.processed_count,
+                c.success_count,
+                c.error_count,
+                c.cancelled_count,
+                c.credits_refunded,
+                c.status,
             )
         )
     ).one()
-    finished = row.processed_count >= row.requested_count
-    status = row.status
-    if finished:
-        # A cancelled batch whose in-flight items just ended is `cancelled`.
-        status = BatchState.CANCELLED if row.cancelled_at is not None else BatchState.FINISHED
-        await session.execute(
-            update(Batch).where(Batch.id == batch_id).values(status=status, finished_at=now)
-        )
     return BatchProgressUpdate(
         batch_id=batch_id,
         org_id=row.org_id,
@@ -620,9 +668,9 @@ async def _advance_batch(
         failed=row.error_count,
         refund=refund,
         credits_refunded=row.credits_refunded,
-        finished=finished,
+        finished=row.processed_count >= row.requested_count,
         cancelled=row.cancelled_count,
-        status=status,
+        status=row.status,
     )
 
 

@@ -66,11 +66,8 @@ class ItemPipeline:
     async def _claim(self, keys: Sequence[ItemKey]) -> list[PendingItem]:
         now = self._clock.now()
         async with self._database.transaction() as session:
-            pending = await batches.claim_pending(
+            claim = await batches.claim_pending(
                 session, keys=keys, now=now, deferred_families=self._deferred
-            )
-            started = await batches.mark_started(
-                session, batch_ids={item.batch_id for item in pending}, now=now
             )
             records = [
                 event_record(
@@ -81,12 +78,12 @@ class ItemPipeline:
                     family=family,
                     now=now,
                 )
-                for batch_id, org_id, family in started
+                for batch_id, org_id, family in claim.started
             ]
             await outbox.add(session, records, now=now)
         if records:
             self._on_commit()
-        return pending
+        return claim.items
 
     async def _run(self, family: str, items: list[PendingItem]) -> list[Outcome]:
         handler = self._handlers.get(family)
