@@ -8,7 +8,7 @@ redelivered Kafka record queues nothing new, and the `webhook-id` stays stable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,25 +45,36 @@ def decode_events(values: Sequence[bytes | None]) -> list[events_pb2.Event]:
 class EventRouter:
     """Queues the webhook deliveries a chunk of events calls for."""
 
-    def __init__(self, database: Database, *, clock: Clock) -> None:
+    def __init__(
+        self, database: Database, *, clock: Clock, remembered_batches: int = 65_536
+    ) -> None:
         self._database = database
         self._clock = clock
+        # Batches known to have no webhook, oldest first. A batch's webhook is fixed
+        # when it is accepted, so their later events need no database round trip: most
+        # events are of such batches.
+        self._unhooked: dict[int, None] = {}
+        self._remembered_batches = remembered_batches
 
     async def route(self, events: Sequence[events_pb2.Event]) -> int:
-        wanted = [e for e in events if e.WhichOneof("kind") in ("item_completed", "batch_finished")]
+        wanted = [
+            e
+            for e in events
+            if e.batch_id not in self._unhooked
+            and e.WhichOneof("kind") in ("item_completed", "batch_finished")
+        ]
         if not wanted:
             return 0
         now = self._clock.now()
         async with self._database.transaction() as session:
             owners = {
-                e.batch_id: await batches.get_batch(
-                    session, batch_id=int(e.batch_id), org_id=e.org_id
-                )
-                for e in wanted
+                batch_id: await batches.get_batch(session, batch_id=int(batch_id), org_id=org_id)
+                for batch_id, org_id in {(e.batch_id, e.org_id) for e in wanted}
             }
             hooked = {
                 bid: b for bid, b in owners.items() if b and (b.params or {}).get("webhook_url")
             }
+            self._remember_unhooked(b.id for b in owners.values() if b and b.id not in hooked)
             rows = []
             for event in wanted:
                 batch = hooked.get(event.batch_id)
@@ -73,6 +84,12 @@ class EventRouter:
                 rows.append(_delivery(event, batch, body, now))
             await webhooks.enqueue(session, deliveries=rows)
         return len(rows)
+
+    def _remember_unhooked(self, batch_ids: Iterable[int]) -> None:
+        for batch_id in batch_ids:
+            self._unhooked[batch_id] = None
+        while len(self._unhooked) > self._remembered_batches:
+            del self._unhooked[next(iter(self._unhooked))]
 
     async def _radar_payload(
         self, session: AsyncSession, event: events_pb2.Event, batch: Batch, moment: datetime
