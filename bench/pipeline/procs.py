@@ -74,15 +74,23 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time `pid` has used, in seconds (0 when it is gone)."""
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU time `pid` has used, in seconds (0 when it is gone).
+
+    With `reaped_children`, also that of its children that ended and were waited for:
+    summed over a server's processes (PostgreSQL's postmaster and its backends), that
+    total never goes down when a backend exits, as the sum of the live ones does.
+    """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return 0.0
-    # utime and stime are fields 14 and 15 of stat: 11 and 12 after the command name.
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    # utime, stime, cutime and cstime are fields 14 to 17 of stat: 11 to 14 after the
+    # command name.
+    used = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        used += int(fields[13]) + int(fields[14])
+    return used / os.sysconf("SC_CLK_TCK")
 
 
 def children_of(pid: int) -> list[int]:

@@ -132,8 +132,9 @@ class Cpu:
         if self._stack.broker is not None:
             found["broker"] = cpu_seconds(self._stack.broker.pid)
         found["bench client"] = sum(os.times()[:2])
-        found["postgres*"] = sum(cpu_seconds(p) for p in _pids_named("postgres"))
-        found["redis*"] = sum(cpu_seconds(p) for p in _pids_named("redis-server"))
+        # With the ended backends' CPU, which their postmaster keeps once it reaps them.
+        for name, command in (("postgres*", "postgres"), ("redis*", "redis-server")):
+            found[name] = sum(cpu_seconds(p, reaped_children=True) for p in _pids_named(command))
         return found
 
     def start(self) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from bench.pipeline.config import PHASES, SCALES, scale_from_env
+from bench.pipeline.procs import cpu_seconds
 from bench.pipeline.report import MemoryRow, Report, Row, format_report
 from bench.pipeline.stats import percentile, summarise
 
@@ -114,3 +118,20 @@ def test_the_json_round_trips(tmp_path: Path) -> None:
 def test_the_harness_and_the_celery_worker_module_import(module: str) -> None:
     # The worker imports `celery_app` by name; building the app opens no connection.
     importlib.import_module(module)
+
+
+def test_cpu_of_a_server_counts_the_processes_it_has_reaped() -> None:
+    # A backend that ends takes its CPU out of the sum of live processes; its parent
+    # keeps it once it has waited for it, so the per-part figure never goes negative.
+    me = os.getpid()
+    before = cpu_seconds(me, reaped_children=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass",
+        ],
+        check=True,
+    )
+    assert cpu_seconds(me, reaped_children=True) - before >= 0.25
+    assert cpu_seconds(me) - cpu_seconds(me, reaped_children=True) < -0.25
