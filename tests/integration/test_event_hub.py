@@ -52,7 +52,7 @@ async def test_subscribers_get_their_batchs_events_in_order(broker: str) -> None
     task = asyncio.create_task(hub.run())
     try:
         await asyncio.wait_for(hub.ready.wait(), 20)
-        with hub.subscribe(7) as mine, hub.subscribe(8) as other:
+        async with hub.subscribe(7) as mine, hub.subscribe(8) as other:
             await _publish(kafka, 7, 5)
             got = [await asyncio.wait_for(mine.next(), 10) for _ in range(5)]
             assert [e.item_completed.item_index for e in got if e] == [0, 1, 2, 3, 4]
@@ -68,11 +68,45 @@ async def test_a_full_subscription_asks_its_watcher_to_resync(broker: str) -> No
     task = asyncio.create_task(hub.run())
     try:
         await asyncio.wait_for(hub.ready.wait(), 20)
-        with hub.subscribe(9) as slow:
+        async with hub.subscribe(9) as slow:
             await _publish(kafka, 9, 10)
             await asyncio.sleep(1)
             first = await asyncio.wait_for(slow.next(), 10)
             # Overflowed: the queue was emptied and a resync marker put first.
             assert first is None
+    finally:
+        await cancel_and_wait(task)
+
+
+async def test_with_no_subscriber_nothing_is_read_and_a_subscriber_starts_at_the_end(
+    broker: str,
+) -> None:
+    kafka = _kafka(broker)
+    await ensure_topics(kafka)
+    hub = EventHub(kafka, capacity=100)
+    task = asyncio.create_task(hub.run())
+    try:
+        await asyncio.wait_for(hub.ready.wait(), 20)
+        await _publish(kafka, 11, 6)  # nobody watches: not even fetched
+        await asyncio.sleep(1.5)
+        assert hub.records_read == 0
+
+        async with hub.subscribe(11) as watcher:
+            await _publish(kafka, 11, 3)
+            got = [await asyncio.wait_for(watcher.next(), 10) for _ in range(3)]
+            assert [e.item_completed.item_index for e in got if e] == [0, 1, 2]
+            assert hub.records_read == 3  # from the end: none of the six before
+        await asyncio.sleep(1.5)  # the reader notices nobody is left
+
+        # Paused again: what is published now is skipped, and the next subscriber
+        # starts at the new end.
+        await _publish(kafka, 11, 4)
+        await asyncio.sleep(1.5)
+        assert hub.records_read == 3
+        async with hub.subscribe(11) as again:
+            await _publish(kafka, 11, 1)
+            event = await asyncio.wait_for(again.next(), 10)
+            assert event is not None and event.item_completed.item_index == 0
+        assert hub.records_read == 4
     finally:
         await cancel_and_wait(task)

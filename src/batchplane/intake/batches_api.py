@@ -97,7 +97,7 @@ class BatchesApi(batches_pb2_grpc.BatchServiceServicer):
             await context.abort(grpc_code_for(error.http_status), error.message)
         watch = _Watch(batch, seen)
         await self._hub.ready.wait()
-        with self._hub.subscribe(batch.id) as subscription:
+        async with self._hub.subscribe(batch.id) as subscription:
             for update in await self._resync(watch, first=True):
                 yield update
             while not watch.terminal:
