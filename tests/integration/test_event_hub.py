@@ -4,7 +4,9 @@ of a watched batch reaches its subscribers, and a full subscription asks to resy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from batchplane.api.events.v1 import events_pb2
@@ -44,38 +46,42 @@ async def _publish(kafka: KafkaSettings, batch_id: int, count: int) -> None:
         await producer.stop()
 
 
+@contextlib.asynccontextmanager
+async def _running_hub(kafka: KafkaSettings, *, capacity: int) -> AsyncIterator[EventHub]:
+    """A hub reading `kafka`'s events topic, connected; stopped on the way out."""
+    hub = EventHub(kafka, capacity=capacity)
+    task = asyncio.create_task(hub.run())
+    try:
+        await asyncio.wait_for(hub.ready.wait(), 20)
+        yield hub
+    finally:
+        await cancel_and_wait(task)
+
+
 async def test_subscribers_get_their_batchs_events_in_order(broker: str) -> None:
     kafka = _kafka(broker)
     await ensure_topics(kafka)
     await _publish(kafka, 7, 2)  # before the hub: not replayed
-    hub = EventHub(kafka, capacity=100)
-    task = asyncio.create_task(hub.run())
-    try:
-        await asyncio.wait_for(hub.ready.wait(), 20)
-        async with hub.subscribe(7) as mine, hub.subscribe(8) as other:
-            await _publish(kafka, 7, 5)
-            got = [await asyncio.wait_for(mine.next(), 10) for _ in range(5)]
-            assert [e.item_completed.item_index for e in got if e] == [0, 1, 2, 3, 4]
-            assert other._queue.empty()
-    finally:
-        await cancel_and_wait(task)
+    async with (
+        _running_hub(kafka, capacity=100) as hub,
+        hub.subscribe(7) as mine,
+        hub.subscribe(8) as other,
+    ):
+        await _publish(kafka, 7, 5)
+        got = [await asyncio.wait_for(mine.next(), 10) for _ in range(5)]
+        assert [e.item_completed.item_index for e in got if e] == [0, 1, 2, 3, 4]
+        assert other._queue.empty()
 
 
 async def test_a_full_subscription_asks_its_watcher_to_resync(broker: str) -> None:
     kafka = _kafka(broker)
     await ensure_topics(kafka)
-    hub = EventHub(kafka, capacity=3)
-    task = asyncio.create_task(hub.run())
-    try:
-        await asyncio.wait_for(hub.ready.wait(), 20)
-        async with hub.subscribe(9) as slow:
-            await _publish(kafka, 9, 10)
-            await asyncio.sleep(1)
-            first = await asyncio.wait_for(slow.next(), 10)
-            # Overflowed: the queue was emptied and a resync marker put first.
-            assert first is None
-    finally:
-        await cancel_and_wait(task)
+    async with _running_hub(kafka, capacity=3) as hub, hub.subscribe(9) as slow:
+        await _publish(kafka, 9, 10)
+        await asyncio.sleep(1)
+        first = await asyncio.wait_for(slow.next(), 10)
+        # Overflowed: the queue was emptied and a resync marker put first.
+        assert first is None
 
 
 async def test_with_no_subscriber_nothing_is_read_and_a_subscriber_starts_at_the_end(
@@ -83,10 +89,7 @@ async def test_with_no_subscriber_nothing_is_read_and_a_subscriber_starts_at_the
 ) -> None:
     kafka = _kafka(broker)
     await ensure_topics(kafka)
-    hub = EventHub(kafka, capacity=100)
-    task = asyncio.create_task(hub.run())
-    try:
-        await asyncio.wait_for(hub.ready.wait(), 20)
+    async with _running_hub(kafka, capacity=100) as hub:
         await _publish(kafka, 11, 6)  # nobody watches: not even fetched
         await asyncio.sleep(1.5)
         assert hub.records_read == 0
@@ -108,5 +111,3 @@ async def test_with_no_subscriber_nothing_is_read_and_a_subscriber_starts_at_the
             event = await asyncio.wait_for(again.next(), 10)
             assert event is not None and event.item_completed.item_index == 0
         assert hub.records_read == 4
-    finally:
-        await cancel_and_wait(task)
