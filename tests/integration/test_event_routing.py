@@ -113,3 +113,19 @@ async def test_the_memory_of_batches_is_bounded(database: Database) -> None:
     with _statements(database) as seen:  # forgotten: looked up again
         await router.route([_completed(caller.org_id, first, 1)])
     assert seen
+
+
+async def test_a_foreign_claim_in_the_same_chunk_hides_none_of_the_owners_events(
+    database: Database,
+) -> None:
+    owner = await make_caller(database, credits=0)
+    stranger = await make_caller(database, credits=0)
+    batch_id = await _batch(database, owner.org_id, {"webhook_url": "https://hooks.test/x"})
+    router = EventRouter(database, clock=SystemClock())
+
+    chunk = [
+        _completed(owner.org_id, batch_id, 0),
+        _completed(stranger.org_id, batch_id, 1),
+        _completed(owner.org_id, batch_id, 1),
+    ]
+    assert await router.route(chunk) == 2

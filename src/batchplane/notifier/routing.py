@@ -67,17 +67,21 @@ class EventRouter:
             return 0
         now = self._clock.now()
         async with self._database.transaction() as session:
+            # Keyed by batch and organisation: an event naming another organisation's
+            # batch finds nothing, and does not hide the owner's events of the chunk.
             owners = {
-                batch_id: await batches.get_batch(session, batch_id=int(batch_id), org_id=org_id)
-                for batch_id, org_id in {(e.batch_id, e.org_id) for e in wanted}
+                owner: await batches.get_batch(session, batch_id=int(owner[0]), org_id=owner[1])
+                for owner in {(e.batch_id, e.org_id) for e in wanted}
             }
             hooked = {
-                bid: b for bid, b in owners.items() if b and (b.params or {}).get("webhook_url")
+                owner: b for owner, b in owners.items() if b and (b.params or {}).get("webhook_url")
             }
-            self._remember_unhooked(b.id for b in owners.values() if b and b.id not in hooked)
+            self._remember_unhooked(
+                b.id for owner, b in owners.items() if b and owner not in hooked
+            )
             rows = []
             for event in wanted:
-                batch = hooked.get(event.batch_id)
+                batch = hooked.get((event.batch_id, event.org_id))
                 if batch is None or _cancelled_radar(event, batch):
                     continue
                 body = await self._payload(session, event, batch)
