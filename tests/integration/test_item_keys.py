@@ -16,7 +16,7 @@ from batchplane.db import batches, outbox
 from batchplane.db.batches import ItemKey, Outcome
 from batchplane.db.engine import Database
 from batchplane.db.keysets import MAX_RUNS
-from batchplane.db.models import BatchItem, OutboxMessage
+from batchplane.db.models import BatchItem, OutboxPack
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SIZE = 80
@@ -123,34 +123,25 @@ async def test_items_started_are_those_named(database: Database) -> None:
     assert {key for key, item in items.items() if item.started_at is not None} == set(keys)
 
 
-async def test_the_relay_deletes_exactly_the_records_it_names(database: Database) -> None:
-    marker = f"keysets-{random.random()}"
+async def _marked_packs(database: Database, marker: str) -> set[int]:
+    """Ids of the outbox packs whose records go to topic `marker`."""
     async with database.transaction() as session:
-        await outbox.add(
-            session, [outbox.Record(marker, b"k", bytes([i])) for i in range(60)], now=NOW
-        )
-        ids = list(
-            (
-                await session.execute(
-                    select(OutboxMessage.id)
-                    .where(OutboxMessage.topic == marker)
-                    .order_by(OutboxMessage.id)
-                )
-            ).scalars()
-        )
+        rows = await session.execute(select(OutboxPack.id, OutboxPack.records))
+        return {id_ for id_, data in rows if outbox.unpack(data)[0].topic == marker}
+
+
+async def test_the_relay_deletes_exactly_the_rows_it_names(database: Database) -> None:
+    marker = f"keysets-{random.random()}"
+    for i in range(60):
+        async with database.transaction() as session:
+            await outbox.add(session, [outbox.Record(marker, b"k", bytes([i]))], now=NOW)
+    ids = sorted(await _marked_packs(database, marker))
     assert len(ids) == 60
     # Two runs and then a scattered set past the range limit.
     for chosen in (ids[:10] + ids[20:25], ids[30::2]):
         async with database.transaction() as session:
-            await outbox.remove(session, ids=chosen)
-        async with database.transaction() as session:
-            left = set(
-                (
-                    await session.execute(
-                        select(OutboxMessage.id).where(OutboxMessage.topic == marker)
-                    )
-                ).scalars()
-            )
+            await outbox.remove(session, outbox.Taken([], pack_ids=chosen, message_ids=[]))
+        left = await _marked_packs(database, marker)
         assert not left & set(chosen)
         ids = [i for i in ids if i not in set(chosen)]
         assert left == set(ids)

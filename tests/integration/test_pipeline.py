@@ -16,10 +16,10 @@ from batchplane.api.work.v1 import work_pb2
 from batchplane.core.clock import SystemClock
 from batchplane.core.errors import PaymentRequired
 from batchplane.core.settings import KafkaSettings, LookupSettings
-from batchplane.db import batches, billing
+from batchplane.db import batches, billing, outbox
 from batchplane.db.batches import Outcome, PendingItem
 from batchplane.db.engine import Database
-from batchplane.db.models import CreditEntry, OutboxMessage
+from batchplane.db.models import CreditEntry
 from batchplane.intake.lookups import LookupIntake, LookupRequest
 from batchplane.processor.pipeline import ItemPipeline
 
@@ -58,14 +58,8 @@ def _intake(database: Database) -> LookupIntake:
 
 async def _outbox(database: Database, batch_id: int) -> list[tuple[str, bytes]]:
     async with database.transaction() as session:
-        rows = (
-            await session.execute(
-                select(OutboxMessage.topic, OutboxMessage.value)
-                .where(OutboxMessage.key == str(batch_id).encode())
-                .order_by(OutboxMessage.id)
-            )
-        ).all()
-    return [(r.topic, r.value) for r in rows]
+        queued = await outbox.queued(session)
+    return [(r.topic, r.value) for r in queued if r.key == str(batch_id).encode()]
 
 
 async def test_accepting_a_batch_charges_meters_and_queues_in_one_transaction(

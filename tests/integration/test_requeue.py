@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete, select
 from tests.integration.conftest import PRO, make_caller
 
 from batchplane.api.work.v1 import work_pb2
 from batchplane.core.scopes import ALL_SCOPES
 from batchplane.core.settings import KafkaSettings, LookupSettings
-from batchplane.db import batches
+from batchplane.db import batches, outbox
 from batchplane.db.batches import Outcome
 from batchplane.db.engine import Database
 from batchplane.db.migrate import upgrade_async
-from batchplane.db.models import OutboxMessage
 from batchplane.intake.lookups import LookupIntake, LookupRequest
 from batchplane.processor.requeue import RequeueSweeper
 
@@ -55,11 +53,9 @@ async def own_database(
 async def _work_in_outbox(database: Database) -> list[tuple[int, int]]:
     """(batch, item) of every work record in the outbox; empties it, as a relay would."""
     async with database.transaction() as session:
-        rows = (
-            await session.execute(select(OutboxMessage).where(OutboxMessage.topic == "w"))
-        ).scalars()
-        runs = [work_pb2.WorkItem.FromString(r.value) for r in rows]
-        await session.execute(delete(OutboxMessage))
+        taken = await outbox.take(session, packs=2**31 - 1)
+        runs = [work_pb2.WorkItem.FromString(r.value) for r in taken.records if r.topic == "w"]
+        await outbox.remove(session, taken)
     return sorted(
         (run.batch_id, index)
         for run in runs

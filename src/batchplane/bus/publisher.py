@@ -45,5 +45,5 @@ class OutboxPublisher:
         await cancel_and_wait(self._task)
         if self.connected.is_set():
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.relay.publish_once(), timeout=5)
+                await asyncio.wait_for(self.relay.drain(), timeout=5)
         await self.producer.stop()

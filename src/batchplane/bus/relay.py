@@ -1,5 +1,8 @@
 """The outbox relay: publishes committed outbox records to Kafka, then deletes them.
 
+Each pass takes up to `batch_size` packs (a transaction's records each) and
+whatever is left in the per-record table of older releases.
+
 Delivery is at least once: a crash between the broker's acknowledgement and
 the delete publishes a record again, which consumers absorb (they are
 idempotent on item identity and event id). Records are sent in id order and
@@ -11,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -23,6 +27,11 @@ from batchplane.db.engine import Database
 
 log = logging.getLogger(__name__)
 
+# Rows of the per-record `outbox` table of older releases per pass, and how often it
+# is looked at once empty.
+_LEGACY_ROWS_PER_PASS = 2_000
+_LEGACY_RECHECK_S = 10.0
+
 
 class OutboxRelay:
     """Drains the outbox table of one database into Kafka."""
@@ -32,20 +41,27 @@ class OutboxRelay:
         database: Database,
         producer: AIOKafkaProducer,
         *,
-        batch_size: int = 2_000,
+        batch_size: int = 16,
         poll_interval_s: float = 0.2,
         max_backoff_s: float = 5.0,
         recover: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._database = database
         self._producer = producer
+        # Outbox rows per pass: packs, each the records of one transaction (up to a
+        # processor chunk's 500 events and more), so this bounds a pass's memory.
         self._batch_size = batch_size
+        # The per-record table of older releases: read while it has rows, then again
+        # only every `_LEGACY_RECHECK_S` (an upgrade's older writers may still add some).
+        self._legacy_due = 0.0
         self._poll_interval_s = poll_interval_s
         self._max_backoff_s = max_backoff_s
         # Run before the next attempt after a broker error (the publisher re-creates the
         # topics, which a broker that restarted empty has forgotten).
         self._recover = recover
         self._wake = asyncio.Event()
+        self._headers_of: Mapping[str, str] | None = None
+        self._kafka_headers: list[tuple[str, bytes]] | None = None
         self.published = 0
 
     def wake(self) -> None:
@@ -57,7 +73,7 @@ class OutboxRelay:
         backoff = self._poll_interval_s
         while True:
             try:
-                count = await self.publish_once()
+                rows, _ = await self._publish_pass()
                 backoff = self._poll_interval_s
             except (KafkaError, Unavailable, OSError) as exc:
                 log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
@@ -67,29 +83,50 @@ class OutboxRelay:
                     with contextlib.suppress(Exception):
                         await self._recover()
                 continue
-            if count < self._batch_size:
+            if rows < self._batch_size:
                 await self._wait_for_work()
 
     async def publish_once(self) -> int:
-        """Publish one batch of records; returns how many were published."""
+        """Publish one pass of outbox rows; returns how many records were published."""
+        _, records = await self._publish_pass()
+        return records
+
+    async def drain(self) -> int:
+        """Publish passes until the outbox is empty; returns how many records."""
+        total = 0
+        while published := await self.publish_once():
+            total += published
+        return total
+
+    async def _publish_pass(self) -> tuple[int, int]:
+        """(outbox rows, records) published in one pass."""
+        loop = asyncio.get_running_loop()
+        legacy = loop.time() >= self._legacy_due
         async with self._database.transaction() as session:
-            records = await outbox.take(session, limit=self._batch_size)
-            if not records:
-                return 0
-            pending = [
-                await self._producer.send(
-                    r.record.topic,
-                    r.record.value,
-                    key=r.record.key,
-                    headers=[(k, v.encode()) for k, v in r.record.headers.items()] or None,
-                )
-                for r in records
-            ]
-            await asyncio.gather(*pending)
-            await outbox.remove(session, ids=[r.id for r in records])
-        self.published += len(records)
-        metrics.OUTBOX_PUBLISHED.inc(len(records))
-        return len(records)
+            taken = await outbox.take(
+                session,
+                packs=self._batch_size,
+                messages=_LEGACY_ROWS_PER_PASS if legacy else 0,
+            )
+            if legacy and not taken.message_ids:
+                self._legacy_due = loop.time() + _LEGACY_RECHECK_S
+            if not taken.rows:
+                return 0, 0
+            await asyncio.gather(*[await self._send(r) for r in taken.records])
+            await outbox.remove(session, taken)
+        self.published += len(taken.records)
+        metrics.OUTBOX_PUBLISHED.inc(len(taken.records))
+        return taken.rows, len(taken.records)
+
+    async def _send(self, record: outbox.Record) -> asyncio.Future[Any]:
+        # The records of a pack share one headers mapping: encode it once per pack.
+        if record.headers is not self._headers_of:
+            self._headers_of = record.headers
+            self._kafka_headers = [(k, v.encode()) for k, v in record.headers.items()] or None
+        sent: asyncio.Future[Any] = await self._producer.send(
+            record.topic, record.value, key=record.key, headers=self._kafka_headers
+        )
+        return sent
 
     async def measure_backlog(self) -> None:
         """Set the outbox backlog gauge (a metrics refresh hook)."""

@@ -149,7 +149,7 @@ class Settings:
     # Where intake reaches the processor's ItemExecutorService (sync batches).
     processor_address: str = "127.0.0.1:50052"
     sync_batch_timeout_s: float = 30.0
-    outbox_batch_size: int = 2_000
+    outbox_batch_size: int = 16
     outbox_poll_interval_s: float = 0.2
     # Items still queued and held by no processor this long after their work was
     # published are published again (the broker lost the record, or its processor died).
@@ -289,7 +289,7 @@ class Settings:
                 f"{e.integer('BATCHPLANE_PROCESSOR_PORT', 50052)}",
             ),
             sync_batch_timeout_s=e.number("BATCHPLANE_SYNC_BATCH_TIMEOUT_S", 30.0),
-            outbox_batch_size=e.integer("BATCHPLANE_OUTBOX_BATCH_SIZE", 2_000),
+            outbox_batch_size=e.integer("BATCHPLANE_OUTBOX_BATCH_SIZE", 16),
             outbox_poll_interval_s=e.number("BATCHPLANE_OUTBOX_POLL_INTERVAL_S", 0.2),
             requeue_lease_s=e.number("BATCHPLANE_REQUEUE_LEASE_S", 900.0),
             requeue_interval_s=e.number("BATCHPLANE_REQUEUE_INTERVAL_S", 60.0),

@@ -193,7 +193,10 @@ class ListDomain(Base):
 
 
 class OutboxMessage(Base):
-    """A Kafka record written in the same transaction as the state it announces."""
+    """A Kafka record written in the same transaction as the state it announces, one
+    row per record: how releases before `outbox_packs` queued records. Nothing writes
+    it any more; the relays still drain it, so that records queued by an older release
+    still running during an upgrade are published. A later release can drop it."""
 
     __tablename__ = "outbox"
 
@@ -203,6 +206,24 @@ class OutboxMessage(Base):
     value: Mapped[bytes] = mapped_column(LargeBinary)
     # Kafka headers to send with it (the W3C trace context), or NULL for none.
     headers: Mapped[dict[str, str] | None] = mapped_column(Json, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class OutboxPack(Base):
+    """The Kafka records one transaction queued with the state they announce: one row
+    per transaction (a serialized `batchplane.api.outbox.v1.OutboxPack`), so that a
+    chunk's 500 item events cost one row written and deleted, not 500.
+
+    A table of its own rather than a new column of `outbox`: a relay of an older
+    release, which reads `outbox` only, can never publish a pack as if it were a record.
+    """
+
+    __tablename__ = "outbox_packs"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    records: Mapped[bytes] = mapped_column(LargeBinary)
+    # How many records `records` holds (the backlog gauge, without decoding).
+    record_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 

@@ -1,0 +1,173 @@
+"""The outbox stores a transaction's records as one pack; relays publish packs and the
+per-record rows of older releases, in order, with their headers, and delete both."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from alembic import command
+from sqlalchemy import func, insert, select
+
+from batchplane.bus.kafka import ensure_topics, make_producer
+from batchplane.bus.relay import OutboxRelay
+from batchplane.core.settings import KafkaSettings
+from batchplane.db import outbox
+from batchplane.db.engine import Database
+from batchplane.db.migrate import alembic_config, upgrade, upgrade_async
+from batchplane.db.models import OutboxMessage, OutboxPack, table
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+TRACE = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+
+async def _rows(database: Database) -> tuple[int, int]:
+    """(packs, per-record rows) in the outbox."""
+    async with database.transaction() as session:
+        packs = (await session.execute(select(func.count()).select_from(OutboxPack))).scalar_one()
+        single = (
+            await session.execute(select(func.count()).select_from(OutboxMessage))
+        ).scalar_one()
+    return packs, single
+
+
+async def test_a_transactions_records_are_one_row_that_older_relays_never_read(
+    database: Database,
+) -> None:
+    marker = f"pack-{os.urandom(4).hex()}"
+    records = [
+        outbox.Record(marker, b"1", b"first"),
+        outbox.Record(marker, b"1", b"second", {"traceparent": "own"}),
+        outbox.Record(marker, b"2", b"third"),
+    ]
+    packs_before, single_before = await _rows(database)
+    async with database.transaction() as session:
+        await outbox.add(session, records, now=NOW)
+
+    # One new row, and none in the per-record table an older relay reads.
+    assert await _rows(database) == (packs_before + 1, single_before)
+    async with database.transaction() as session:
+        queued = [r for r in await outbox.queued(session) if r.topic == marker]
+    assert [(r.key, r.value, dict(r.headers)) for r in queued] == [
+        (b"1", b"first", {}),
+        (b"1", b"second", {"traceparent": "own"}),
+        (b"2", b"third", {}),
+    ]
+
+
+def _kafka(broker: str) -> KafkaSettings:
+    suffix = os.urandom(4).hex()
+    return KafkaSettings(
+        bootstrap_servers=broker,
+        work_topic=f"t.work.{suffix}",
+        events_topic=f"t.outbox.{suffix}",
+        dead_letter_topic=f"t.dlq.{suffix}",
+        work_partitions=1,
+        events_partitions=3,
+    )
+
+
+async def _read(kafka: KafkaSettings, count: int) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
+    consumer = AIOKafkaConsumer(
+        kafka.events_topic, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: list[tuple[bytes, bytes, dict[str, bytes]]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while len(found) < count and loop.time() < deadline:
+            chunk = await consumer.getmany(timeout_ms=200)
+            found += [(r.key, r.value, dict(r.headers)) for rs in chunk.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_the_relay_publishes_older_rows_then_packs_in_order_and_deletes_them(
+    broker: str, own_postgres_url: str
+) -> None:
+    kafka = _kafka(broker)
+    await ensure_topics(kafka)
+    database = Database(own_postgres_url)
+    producer = make_producer(kafka)
+    await producer.start()
+    topic = kafka.events_topic
+    try:
+        async with database.transaction() as session:
+            # As a relay of the release before packs left them: one row per record.
+            await session.execute(
+                insert(table(OutboxMessage)),
+                [
+                    {
+                        "topic": topic,
+                        "key": b"k",
+                        "value": b"old-1",
+                        "headers": TRACE,
+                        "created_at": NOW,
+                    },
+                    {
+                        "topic": topic,
+                        "key": b"k",
+                        "value": b"old-2",
+                        "headers": None,
+                        "created_at": NOW,
+                    },
+                ],
+            )
+        for n in range(3):
+            async with database.transaction() as session:
+                await outbox.add(
+                    session,
+                    [outbox.Record(topic, b"k", f"pack{n}-{i}".encode(), TRACE) for i in range(2)],
+                    now=NOW,
+                )
+        async with database.transaction() as session:
+            assert await outbox.backlog(session) == 8
+            assert await outbox.oldest(session) == NOW
+
+        # Two packs per pass: the relay still publishes everything, in order.
+        relay = OutboxRelay(database, producer, batch_size=2)
+        assert await relay.drain() == 8
+
+        published = await _read(kafka, 8)
+        # One key, so one partition: Kafka's order is the outbox's.
+        expected = [b"old-1", b"old-2"] + [
+            f"pack{n}-{i}".encode() for n in range(3) for i in (0, 1)
+        ]
+        assert [value for _, value, _ in published] == expected
+        assert published[0][2] == {"traceparent": TRACE["traceparent"].encode()}
+        assert published[1][2] == {}
+        assert all(
+            headers == {"traceparent": TRACE["traceparent"].encode()}
+            for _, _, headers in published[2:]
+        )
+        assert await _rows(database) == (0, 0)
+        async with database.transaction() as session:
+            assert await outbox.backlog(session) == 0
+            assert await outbox.oldest(session) is None
+    finally:
+        await producer.stop()
+        await database.dispose()
+
+
+async def test_the_schema_cannot_go_back_below_packs_while_packs_wait(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'downgrade.db'}"
+    await upgrade_async(url)
+    database = Database(url)
+    try:
+        async with database.transaction() as session:
+            await outbox.add(session, [outbox.Record("t", b"k", b"v")], now=NOW)
+        # An older release could not publish them: going back would lose them.
+        with pytest.raises(RuntimeError, match="unpublished packs"):
+            await asyncio.to_thread(command.downgrade, alembic_config(url), "0011")
+        async with database.transaction() as session:
+            await outbox.remove(session, await outbox.take(session, packs=10))
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0011")
+        await asyncio.to_thread(upgrade, url)
+    finally:
+        await database.dispose()
