@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -155,3 +156,36 @@ async def test_concurrent_processors_never_double_count(database: Database) -> N
     assert stored is not None
     assert (stored.processed_count, stored.error_count, stored.credits_refunded) == (20, 10, 10)
     assert await balance(database, caller.org_id) == 100 - 20 + 10
+
+
+class OddResults:
+    """Results JSON has trouble with: a key that is not a string, an integer past 64 bits."""
+
+    family = "lookup"
+    claims_each_item = False
+
+    async def run(self, items: Sequence[PendingItem]) -> list[Outcome]:
+        results: list[dict[Any, Any]] = [{1: "int key"}, {"big": 10**30}]
+        return [
+            Outcome(i.batch_id, i.item_index, True, result=r)
+            for i, r in zip(items, results, strict=True)
+        ]
+
+    async def persist(self, session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+        return None
+
+
+async def test_results_are_stored_as_json_would_store_them(database: Database) -> None:
+    caller = await make_caller(database, credits=10)
+    batch = await _intake(database).submit(
+        caller, PRO, LookupRequest(["a.com", "b.com"], False, 0, None)
+    )
+    pipeline = ItemPipeline(database, [OddResults()], kafka=KAFKA, clock=SystemClock())
+    assert await pipeline.process([(batch.id, 0), (batch.id, 1)]) == 2
+    async with database.transaction() as session:
+        items = await batches.list_items(session, batch_id=batch.id)
+    # The key becomes a string, the integer stays exact (not a float, not refused).
+    assert [i.result for i in items] == [{"1": "int key"}, {"big": 10**30}]
+    events = [events_pb2.Event.FromString(v) for t, v in await _outbox(database, batch.id)]
+    completed = [e.item_completed.result_json for e in events if e.HasField("item_completed")]
+    assert completed == ['{"1":"int key"}', '{"big":1000000000000000000000000000000}']

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from batchplane.core import jsontext
 from batchplane.core.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -185,12 +186,20 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
 
 
+# JSON columns through orjson (with `json` for what orjson refuses): `json.dumps` of
+# each item's result was a twentieth of the processor's CPU per chunk. Reading stays
+# with `json`, which keeps integers beyond 64 bits exact where orjson makes them floats.
+_JSON = {"json_serializer": jsontext.dumps_text}
+
+
 def _create_engine(url: str, *, pool_size: int, echo: bool) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **_JSON)
         _make_sqlite_transactions_immediate(engine)
         return engine
-    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, **_JSON
+    )
     _ping_connections_that_sat_idle(engine)
     return engine
 

@@ -12,12 +12,12 @@ import base64
 import zlib
 from collections.abc import AsyncIterator
 
-import orjson
 from google.protobuf import struct_pb2
 
 from batchplane.api.batches.v1 import batches_pb2, batches_pb2_grpc
 from batchplane.api.common.v1 import batch_pb2
 from batchplane.api.events.v1 import events_pb2
+from batchplane.core import jsontext
 from batchplane.core.clock import rfc3339
 from batchplane.core.errors import BatchplaneError, InvalidRequest
 from batchplane.core.states import TERMINAL_BATCH_STATES, BatchState, ItemState
@@ -249,4 +249,4 @@ def _set(seen: bytearray, index: int) -> None:
 
 
 def _json(value: object) -> str:
-    return orjson.dumps(value).decode() if value else ""
+    return jsontext.dumps_text(value) if value else ""

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-import orjson
 from google.api import httpbody_pb2
 from google.protobuf import struct_pb2
 
+from batchplane.core import jsontext
 from batchplane.core.clock import rfc3339
 from batchplane.intake.auth import Metadata
 
@@ -33,4 +33,4 @@ def time_or_null(moment: datetime | None) -> struct_pb2.Value:
 
 def json_body(value: Any) -> httpbody_pb2.HttpBody:
     """An exact JSON response (bare arrays, key order, nulls) for the transcoder to pass on."""
-    return httpbody_pb2.HttpBody(content_type="application/json", data=orjson.dumps(value))
+    return httpbody_pb2.HttpBody(content_type="application/json", data=jsontext.dumps(value))

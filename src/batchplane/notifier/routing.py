@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from batchplane.api.common.v1 import batch_pb2
 from batchplane.api.events.v1 import events_pb2
-from batchplane.core import tracing
+from batchplane.core import jsontext, tracing
 from batchplane.core.clock import Clock
 from batchplane.core.states import BatchState, ItemState
 from batchplane.db import batches, webhooks
@@ -187,7 +187,7 @@ def _delivery(
         "kind": webhooks.COMPLETION if completion else webhooks.ITEM,
         "event_type": body["event"],
         "url": batch.params["webhook_url"],
-        "payload": orjson.dumps(body),
+        "payload": jsontext.dumps(body),
         "status": webhooks.PENDING,
         "attempts": 0,
         "next_attempt_at": now,

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from batchplane.api.events.v1 import events_pb2
 from batchplane.bus.records import signal_record
+from batchplane.core import jsontext
 from batchplane.core.clock import Clock
 from batchplane.core.deferred import loaded
 from batchplane.core.errors import Unavailable
@@ -270,7 +270,7 @@ def _signal_detected(radar: Radar, signal: signals.SignalRecord) -> events_pb2.S
         radar_type=radar.radar_type,
         domain=signal.domain,
         type=signal.type,
-        data_json=orjson.dumps(signal.data).decode(),
+        data_json=jsontext.dumps_text(signal.data),
     )
     event.detected_at.FromDatetime(signal.detected_at)
     return event
