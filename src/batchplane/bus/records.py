@@ -6,12 +6,15 @@ lands on one partition, in order; a radar's signals are keyed by its radar id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from batchplane.api.events.v1 import events_pb2
 from batchplane.api.work.v1 import work_pb2
-from batchplane.core.ids import new_id
+from batchplane.core.ids import new_id, new_ids
 from batchplane.db.outbox import Record
 
 
@@ -85,13 +88,39 @@ _KIND_FIELD = {
 }
 
 
+class BatchEvent(NamedTuple):
+    """One kind of event about a batch, before its envelope."""
+
+    kind: EventKind
+    org_id: str
+    batch_id: int
+    family: str
+
+
 def event_record(
     topic: str, kind: EventKind, *, org_id: str, batch_id: int, family: str, now: datetime
 ) -> Record:
     """An `Event` envelope around one kind of event."""
-    event = _envelope(org_id=org_id, batch_id=batch_id, family=family, now=now)
-    getattr(event, _KIND_FIELD[type(kind)]).CopyFrom(kind)
-    return Record(topic, batch_key(batch_id), event.SerializeToString())
+    return event_records(topic, [BatchEvent(kind, org_id, batch_id, family)], now=now)[0]
+
+
+def event_records(topic: str, events: Sequence[BatchEvent], *, now: datetime) -> list[Record]:
+    """`Event` envelopes for many events of one moment: one timestamp, and the ids from
+    one read of the system's randomness (a chunk's 500 `item_completed` events)."""
+    occurred = Timestamp()
+    occurred.FromDatetime(now)
+    records = []
+    for event_id, e in zip(new_ids("evt", len(events)), events, strict=True):
+        event = events_pb2.Event(
+            event_id=event_id,
+            org_id=e.org_id,
+            batch_id=e.batch_id,
+            family=e.family,
+            occurred_at=occurred,
+        )
+        getattr(event, _KIND_FIELD[type(e.kind)]).CopyFrom(e.kind)
+        records.append(Record(topic, batch_key(e.batch_id), event.SerializeToString()))
+    return records
 
 
 def signal_record(

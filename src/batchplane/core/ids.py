@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 import secrets
 
 TOKEN_PREFIX = "bp_"  # noqa: S105 - a prefix, not a secret
@@ -11,6 +13,15 @@ TOKEN_PREFIX = "bp_"  # noqa: S105 - a prefix, not a secret
 def new_id(prefix: str) -> str:
     """A random, URL-safe id such as `org_3kT9…` (96 bits of entropy)."""
     return f"{prefix}_{secrets.token_urlsafe(12)}"
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """`count` ids like `new_id`'s, from one read of the system's randomness: a read
+    per id (a `getrandom` system call each) was a seventh of the processor's CPU when
+    it named a chunk's 500 events one by one."""
+    raw = os.urandom(12 * count)
+    encode = base64.urlsafe_b64encode  # 12 bytes: 16 characters, never padded
+    return [f"{prefix}_{encode(raw[i : i + 12]).decode()}" for i in range(0, 12 * count, 12)]
 
 
 def new_token() -> str:

@@ -6,6 +6,7 @@ still queued, under a row lock, so a redelivered item is never counted twice.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.expression import Grouping
 
 from batchplane.core.states import BatchState, ItemState
@@ -616,6 +618,42 @@ def _by_batch(outcomes: Sequence[Outcome]) -> list[tuple[int, list[Outcome]]]:
     return sorted(groups.items())
 
 
+@functools.cache
+def _advance_statement() -> Update:
+    """`_advance_batch`'s statement, built once: building its `CASE` expressions for
+    every batch of every chunk was a tenth of the processor's CPU."""
+    c = table(Batch).c
+    count = bindparam("a_count", type_=Integer)
+    done = c.processed_count + count >= c.requested_count
+    # A cancelled batch whose in-flight items just ended is `cancelled`.
+    final = case((c.cancelled_at.is_not(None), BatchState.CANCELLED), else_=BatchState.FINISHED)
+    return (
+        update(table(Batch))
+        .where(c.id == bindparam("a_batch_id"))
+        .values(
+            processed_count=c.processed_count + count,
+            success_count=c.success_count + bindparam("a_succeeded", type_=Integer),
+            error_count=c.error_count + bindparam("a_failed", type_=Integer),
+            credits_refunded=c.credits_refunded + bindparam("a_refund", type_=Integer),
+            status=case((done, final), else_=c.status),
+            finished_at=case(
+                (done, bindparam("a_now", type_=c.finished_at.type)), else_=c.finished_at
+            ),
+        )
+        .returning(
+            c.org_id,
+            c.family,
+            c.requested_count,
+            c.processed_count,
+            c.success_count,
+            c.error_count,
+            c.cancelled_count,
+            c.credits_refunded,
+            c.status,
+        )
+    )
+
+
 async def _advance_batch(
     session: AsyncSession,
     batch_id: int,
@@ -629,33 +667,17 @@ async def _advance_batch(
     succeeded = sum(1 for o in outcomes if o.succeeded)
     failed = len(outcomes) - succeeded
     refund = failed * int(batch.params.get("unit_credits", 0))
-    c = table(Batch).c
-    done = c.processed_count + len(outcomes) >= c.requested_count
-    # A cancelled batch whose in-flight items just ended is `cancelled`.
-    final = case((c.cancelled_at.is_not(None), BatchState.CANCELLED), else_=BatchState.FINISHED)
     row = (
         await session.execute(
-            update(table(Batch))
-            .where(c.id == batch_id)
-            .values(
-                processed_count=c.processed_count + len(outcomes),
-                success_count=c.success_count + succeeded,
-                error_count=c.error_count + failed,
-                credits_refunded=c.credits_refunded + refund,
-                status=case((done, final), else_=c.status),
-                finished_at=case((done, literal(now, c.finished_at.type)), else_=c.finished_at),
-            )
-            .returning(
-                c.org_id,
-                c.family,
-                c.requested_count,
-                c.processed_count,
-                c.success_count,
-                c.error_count,
-                c.cancelled_count,
-                c.credits_refunded,
-                c.status,
-            )
+            _advance_statement(),
+            {
+                "a_batch_id": batch_id,
+                "a_count": len(outcomes),
+                "a_succeeded": succeeded,
+                "a_failed": failed,
+                "a_refund": refund,
+                "a_now": now,
+            },
         )
     ).one()
     return BatchProgressUpdate(

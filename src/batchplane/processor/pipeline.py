@@ -13,12 +13,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
-import orjson
-
 from batchplane.api.common.v1 import batch_pb2
 from batchplane.api.events.v1 import events_pb2
-from batchplane.bus.records import EventKind, event_record
-from batchplane.core import metrics
+from batchplane.bus.records import BatchEvent, event_records
+from batchplane.core import jsontext, metrics
 from batchplane.core.clock import Clock
 from batchplane.core.settings import KafkaSettings
 from batchplane.core.states import BatchState
@@ -69,17 +67,14 @@ class ItemPipeline:
             claim = await batches.claim_pending(
                 session, keys=keys, now=now, deferred_families=self._deferred
             )
-            records = [
-                event_record(
-                    self._events_topic,
-                    events_pb2.BatchStarted(),
-                    org_id=org_id,
-                    batch_id=batch_id,
-                    family=family,
-                    now=now,
-                )
-                for batch_id, org_id, family in claim.started
-            ]
+            records = event_records(
+                self._events_topic,
+                [
+                    BatchEvent(events_pb2.BatchStarted(), org_id, batch_id, family)
+                    for batch_id, org_id, family in claim.started
+                ],
+                now=now,
+            )
             await outbox.add(session, records, now=now)
         if records:
             self._on_commit()
@@ -149,13 +144,11 @@ class ItemPipeline:
         self, applied: Sequence[Outcome], progress: Sequence[BatchProgressUpdate], now: datetime
     ) -> list[outbox.Record]:
         owners = {p.batch_id: p for p in progress}
-        records = [self._item_event(o, owners[o.batch_id], now) for o in applied]
-        records += [self._finished_event(p, now) for p in progress if p.finished]
-        return records
+        events = [self._item_event(o, owners[o.batch_id]) for o in applied]
+        events += [self._finished_event(p) for p in progress if p.finished]
+        return event_records(self._events_topic, events, now=now)
 
-    def _item_event(
-        self, outcome: Outcome, batch: BatchProgressUpdate, now: datetime
-    ) -> outbox.Record:
+    def _item_event(self, outcome: Outcome, batch: BatchProgressUpdate) -> BatchEvent:
         completed = events_pb2.ItemCompleted(
             item_index=outcome.item_index,
             status=(
@@ -164,11 +157,11 @@ class ItemPipeline:
                 else batch_pb2.ITEM_STATUS_FAILED
             ),
             error_code=outcome.error_code or "",
-            result_json=orjson.dumps(outcome.result).decode() if outcome.result else "",
+            result_json=jsontext.dumps_text(outcome.result) if outcome.result else "",
         )
-        return self._batch_event(completed, batch, now)
+        return BatchEvent(completed, batch.org_id, batch.batch_id, batch.family)
 
-    def _finished_event(self, batch: BatchProgressUpdate, now: datetime) -> outbox.Record:
+    def _finished_event(self, batch: BatchProgressUpdate) -> BatchEvent:
         progress = batch_pb2.BatchProgress(
             requested=batch.requested,
             processed=batch.processed,
@@ -185,16 +178,4 @@ class ItemPipeline:
                 else batch_pb2.BATCH_STATUS_FINISHED
             ),
         )
-        return self._batch_event(finished, batch, now)
-
-    def _batch_event(
-        self, kind: EventKind, batch: BatchProgressUpdate, now: datetime
-    ) -> outbox.Record:
-        return event_record(
-            self._events_topic,
-            kind,
-            org_id=batch.org_id,
-            batch_id=batch.batch_id,
-            family=batch.family,
-            now=now,
-        )
+        return BatchEvent(finished, batch.org_id, batch.batch_id, batch.family)
