@@ -23,6 +23,7 @@ class OutboxPublisher:
             self.producer,
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
+            linger_s=settings.outbox_linger_s,
             recover=lambda: ensure_topics(settings.kafka),
         )
         self._task: asyncio.Task[None] | None = None

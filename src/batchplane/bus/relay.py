@@ -43,6 +43,7 @@ class OutboxRelay:
         *,
         batch_size: int = 16,
         poll_interval_s: float = 0.2,
+        linger_s: float = 0.005,
         max_backoff_s: float = 5.0,
         recover: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -55,6 +56,10 @@ class OutboxRelay:
         # only every `_LEGACY_RECHECK_S` (an upgrade's older writers may still add some).
         self._legacy_due = 0.0
         self._poll_interval_s = poll_interval_s
+        # After a wake, wait this long so that one pass takes the commits of its
+        # neighbours too: intake wakes the relay once per accepted batch, and a pass
+        # costs four round trips (begin, take, delete, commit) whatever it carries.
+        self._linger_s = linger_s
         self._max_backoff_s = max_backoff_s
         # Run before the next attempt after a broker error (the publisher re-creates the
         # topics, which a broker that restarted empty has forgotten).
@@ -83,8 +88,8 @@ class OutboxRelay:
                     with contextlib.suppress(Exception):
                         await self._recover()
                 continue
-            if rows < self._batch_size:
-                await self._wait_for_work()
+            if rows < self._batch_size and await self._wait_for_work() and self._linger_s:
+                await asyncio.sleep(self._linger_s)
 
     async def publish_once(self) -> int:
         """Publish one pass of outbox rows; returns how many records were published."""
@@ -133,7 +138,10 @@ class OutboxRelay:
         async with self._database.transaction() as session:
             metrics.OUTBOX_BACKLOG.set(await outbox.backlog(session))
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self) -> bool:
+        """Until woken or the poll interval passes; True when woken."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+        woken = self._wake.is_set()
         self._wake.clear()
+        return woken

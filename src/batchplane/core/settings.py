@@ -151,6 +151,7 @@ class Settings:
     sync_batch_timeout_s: float = 30.0
     outbox_batch_size: int = 16
     outbox_poll_interval_s: float = 0.2
+    outbox_linger_s: float = 0.005
     # Items still queued and held by no processor this long after their work was
     # published are published again (the broker lost the record, or its processor died).
     # Longer than the longest item's work, or a slow item is looked at twice.
@@ -291,6 +292,7 @@ class Settings:
             sync_batch_timeout_s=e.number("BATCHPLANE_SYNC_BATCH_TIMEOUT_S", 30.0),
             outbox_batch_size=e.integer("BATCHPLANE_OUTBOX_BATCH_SIZE", 16),
             outbox_poll_interval_s=e.number("BATCHPLANE_OUTBOX_POLL_INTERVAL_S", 0.2),
+            outbox_linger_s=e.number("BATCHPLANE_OUTBOX_LINGER_S", 0.005),
             requeue_lease_s=e.number("BATCHPLANE_REQUEUE_LEASE_S", 900.0),
             requeue_interval_s=e.number("BATCHPLANE_REQUEUE_INTERVAL_S", 60.0),
             health_interval_s=e.number("BATCHPLANE_HEALTH_INTERVAL_S", 5.0),
