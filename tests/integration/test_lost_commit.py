@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 import pytest_asyncio
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from tests.support.proxies import TcpProxy, tcp_proxy
 
 from batchplane.core.clock import SystemClock
 from batchplane.core.errors import Unavailable
-from batchplane.db import tenancy
+from batchplane.db import outbox, tenancy
 from batchplane.db.engine import Database
 
 
@@ -106,3 +107,32 @@ async def test_a_lost_commit_the_database_cannot_confirm_in_time_is_unavailable(
         await database.dispose()
     assert waited >= 1.0  # it asked for the whole window before giving up
     assert await stored(postgres_url, created[0])
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_transaction_that_queued_records_is_verified_without_asking_its_id(
+    postgres_url: str, proxy: TcpProxy
+) -> None:
+    """The outbox insert returns the transaction's id: no query of its own for it, and
+    a lost COMMIT answer is still resolved with it."""
+    database = Database(through(proxy, postgres_url), verify_commits=True)
+    statements: list[str] = []
+    event.listen(
+        database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: statements.append(statement),
+    )
+    created: list[str] = []
+    try:
+        async with database.transaction() as session:
+            org = await tenancy.create_organization(
+                session, name="lost-commit", plan="pro", now=SystemClock().now()
+            )
+            created.append(org.id)
+            await outbox.add(session, [outbox.Record("t", b"k", b"v")], now=SystemClock().now())
+            proxy.lose_answer_to = b"COMMIT"
+    finally:
+        await database.dispose()
+    assert proxy.lose_answer_to is None  # the COMMIT went through, its answer was lost
+    assert await stored(postgres_url, created[0])
+    assert not [s for s in statements if "txid_current_if_assigned" in s]

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from batchplane.api.outbox.v1 import outbox_pb2
 from batchplane.core import tracing
-from batchplane.db.dialect import supports_skip_locked
+from batchplane.db.dialect import is_postgresql, supports_skip_locked
+from batchplane.db.engine import TRANSACTION_ID
 from batchplane.db.keysets import values_in
 from batchplane.db.models import OutboxMessage, OutboxPack, table
 
@@ -63,11 +64,15 @@ async def add(session: AsyncSession, records: Sequence[Record], *, now: datetime
             append(topic=r.topic, key=r.key, value=r.value, headers=r.headers)
         else:
             append(topic=r.topic, key=r.key, value=r.value)
-    await session.execute(
-        insert(table(OutboxPack)).values(
-            records=pack.SerializeToString(), record_count=len(records), created_at=now
-        )
+    stmt = insert(table(OutboxPack)).values(
+        records=pack.SerializeToString(), record_count=len(records), created_at=now
     )
+    if is_postgresql(session):
+        # The transaction's id on the way: a verified commit needs no query for it.
+        xid = (await session.execute(stmt.returning(func.txid_current()))).scalar_one()
+        session.info[TRANSACTION_ID] = int(xid)
+    else:
+        await session.execute(stmt)
 
 
 def unpack(data: bytes) -> list[Record]:
