@@ -235,12 +235,16 @@ async def first_outcome(database_url: str, submitted: Submitted) -> float:
         await connection.close()
 
 
+# Outbox rows not yet published: packs, and rows of the older per-record table.
+UNPUBLISHED = "SELECT (SELECT count(*) FROM outbox_packs) + (SELECT count(*) FROM outbox)"
+
+
 async def outbox_empty(database_url: str, *, timeout_s: float) -> float:
     """Until the outbox holds nothing unpublished; returns when (wall clock)."""
     connection = await asyncpg.connect(database_url)
     try:
         deadline = time.monotonic() + timeout_s
-        while await connection.fetchval("SELECT count(*) FROM outbox"):
+        while await connection.fetchval(UNPUBLISHED):
             if time.monotonic() > deadline:
                 raise TimeoutError("the outbox was not drained")
             await asyncio.sleep(0.1)

@@ -265,7 +265,7 @@ class Bench:
             deadline = time.monotonic() + timeout_s
             while await connection.fetchval(
                 "SELECT (SELECT count(*) FROM batches WHERE status <> 'finished') "
-                "+ (SELECT count(*) FROM outbox)"
+                f"+ ({load.UNPUBLISHED})"
             ):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the pipeline did not go idle")
