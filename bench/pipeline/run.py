@@ -264,9 +264,8 @@ class Bench:
         try:
             deadline = time.monotonic() + timeout_s
             while await connection.fetchval(
-                "SELECT (SELECT count(*) FROM batches WHERE status <> 'finished') "
-                f"+ ({load.UNPUBLISHED})"
-            ):
+                "SELECT count(*) FROM batches WHERE status <> 'finished'"
+            ) or await connection.fetchval(load.UNPUBLISHED):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the pipeline did not go idle")
                 await asyncio.sleep(0.1)
