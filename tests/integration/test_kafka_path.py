@@ -7,7 +7,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 from tests.integration.conftest import PRO, make_caller
 
@@ -49,23 +49,24 @@ def _kafka(broker: str) -> KafkaSettings:
     )
 
 
-async def _read_all(
+async def read_records(
     kafka: KafkaSettings, topic: str, count: int, timeout_s: float = 15
-) -> list[bytes]:
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The topic's first `count` records (fewer if they do not come within `timeout_s`)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest"
     )
     await consumer.start()
-    values: list[bytes] = []
+    records: list[ConsumerRecord[bytes, bytes]] = []
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while len(values) < count and loop.time() < deadline:
+        while len(records) < count and loop.time() < deadline:
             chunk = await consumer.getmany(timeout_ms=200)
-            values += [r.value for rs in chunk.values() for r in rs]
+            records += [r for rs in chunk.values() for r in rs]
     finally:
         await consumer.stop()
-    return values
+    return records
 
 
 async def test_batch_flows_from_outbox_through_the_broker_to_terminal(
@@ -106,12 +107,13 @@ async def test_batch_flows_from_outbox_through_the_broker_to_terminal(
 
         assert stored is not None
         assert (stored.status, stored.success_count) == ("finished", 3)
-        assert await _read_all(kafka, kafka.dead_letter_topic, 1) == [b"\xff\x00 not protobuf"]
+        dead = await read_records(kafka, kafka.dead_letter_topic, 1)
+        assert [r.value for r in dead] == [b"\xff\x00 not protobuf"]
         # The processor's events went through its outbox: started, 3 items, finished.
         assert await relay.publish_once() == 5
         async with database.transaction() as session:
             assert await outbox.backlog(session) == 0
-        assert len(await _read_all(kafka, kafka.events_topic, 6)) == 6
+        assert len(await read_records(kafka, kafka.events_topic, 6)) == 6
 
         # Offsets were committed: the group has nothing left to deliver.
         again = AIOKafkaConsumer(

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from alembic import command
 from sqlalchemy import event, func, insert, select
+from tests.integration.test_kafka_path import _kafka, read_records
 
 from batchplane.bus.kafka import ensure_topics, make_producer
 from batchplane.bus.relay import OutboxRelay
@@ -59,33 +59,10 @@ async def test_a_transactions_records_are_one_row_that_older_relays_never_read(
     ]
 
 
-def _kafka(broker: str) -> KafkaSettings:
-    suffix = os.urandom(4).hex()
-    return KafkaSettings(
-        bootstrap_servers=broker,
-        work_topic=f"t.work.{suffix}",
-        events_topic=f"t.outbox.{suffix}",
-        dead_letter_topic=f"t.dlq.{suffix}",
-        work_partitions=1,
-        events_partitions=3,
-    )
-
-
 async def _read(kafka: KafkaSettings, count: int) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
-    consumer = AIOKafkaConsumer(
-        kafka.events_topic, bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    found: list[tuple[bytes, bytes, dict[str, bytes]]] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        while len(found) < count and loop.time() < deadline:
-            chunk = await consumer.getmany(timeout_ms=200)
-            found += [(r.key, r.value, dict(r.headers)) for rs in chunk.values() for r in rs]
-    finally:
-        await consumer.stop()
-    return found
+    """(key, value, headers) of the events topic's first `count` records."""
+    records = await read_records(kafka, kafka.events_topic, count)
+    return [(r.key or b"", r.value or b"", dict(r.headers)) for r in records]
 
 
 async def test_the_relay_publishes_older_rows_then_packs_in_order_and_deletes_them(
