@@ -107,17 +107,10 @@ def event_record(
 def event_records(topic: str, events: Sequence[BatchEvent], *, now: datetime) -> list[Record]:
     """`Event` envelopes for many events of one moment: one timestamp, and the ids from
     one read of the system's randomness (a chunk's 500 `item_completed` events)."""
-    occurred = Timestamp()
-    occurred.FromDatetime(now)
+    occurred = _timestamp(now)
     records = []
     for event_id, e in zip(new_ids("evt", len(events)), events, strict=True):
-        event = events_pb2.Event(
-            event_id=event_id,
-            org_id=e.org_id,
-            batch_id=e.batch_id,
-            family=e.family,
-            occurred_at=occurred,
-        )
+        event = _envelope(event_id, e.org_id, e.batch_id, e.family, occurred)
         getattr(event, _KIND_FIELD[type(e.kind)]).CopyFrom(e.kind)
         records.append(Record(topic, batch_key(e.batch_id), event.SerializeToString()))
     return records
@@ -127,14 +120,20 @@ def signal_record(
     topic: str, signal: events_pb2.SignalDetected, *, org_id: str, now: datetime
 ) -> Record:
     """A `signal_detected` event: no batch, keyed by its radar."""
-    event = _envelope(org_id=org_id, batch_id=0, family="radar", now=now)
+    event = _envelope(new_id("evt"), org_id, 0, "radar", _timestamp(now))
     event.signal_detected.CopyFrom(signal)
     return Record(topic, signal.radar_id.encode(), event.SerializeToString())
 
 
-def _envelope(*, org_id: str, batch_id: int, family: str, now: datetime) -> events_pb2.Event:
-    event = events_pb2.Event(
-        event_id=new_id("evt"), org_id=org_id, batch_id=batch_id, family=family
+def _envelope(
+    event_id: str, org_id: str, batch_id: int, family: str, occurred: Timestamp
+) -> events_pb2.Event:
+    return events_pb2.Event(
+        event_id=event_id, org_id=org_id, batch_id=batch_id, family=family, occurred_at=occurred
     )
-    event.occurred_at.FromDatetime(now)
-    return event
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    occurred = Timestamp()
+    occurred.FromDatetime(moment)
+    return occurred

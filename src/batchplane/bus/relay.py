@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -65,8 +64,6 @@ class OutboxRelay:
         # topics, which a broker that restarted empty has forgotten).
         self._recover = recover
         self._wake = asyncio.Event()
-        self._headers_of: Mapping[str, str] | None = None
-        self._kafka_headers: list[tuple[str, bytes]] | None = None
         self.published = 0
         self.passes = 0  # passes that published something
 
@@ -120,22 +117,23 @@ class OutboxRelay:
                 self._legacy_due = loop.time() + _LEGACY_RECHECK_S
             if not taken.rows:
                 return 0, 0
-            await asyncio.gather(*[await self._send(r) for r in taken.records])
+            pending = []
+            # The records of a pack share one headers mapping: encode it once per pack.
+            encoded_for: Mapping[str, str] | None = None
+            headers: list[tuple[str, bytes]] | None = None
+            for r in taken.records:
+                if r.headers is not encoded_for:
+                    encoded_for = r.headers
+                    headers = [(k, v.encode()) for k, v in r.headers.items()] or None
+                pending.append(
+                    await self._producer.send(r.topic, r.value, key=r.key, headers=headers)
+                )
+            await asyncio.gather(*pending)
             await outbox.remove(session, taken)
         self.published += len(taken.records)
         self.passes += 1
         metrics.OUTBOX_PUBLISHED.inc(len(taken.records))
         return taken.rows, len(taken.records)
-
-    async def _send(self, record: outbox.Record) -> asyncio.Future[Any]:
-        # The records of a pack share one headers mapping: encode it once per pack.
-        if record.headers is not self._headers_of:
-            self._headers_of = record.headers
-            self._kafka_headers = [(k, v.encode()) for k, v in record.headers.items()] or None
-        sent: asyncio.Future[Any] = await self._producer.send(
-            record.topic, record.value, key=record.key, headers=self._kafka_headers
-        )
-        return sent
 
     async def measure_backlog(self) -> None:
         """Set the outbox backlog gauge (a metrics refresh hook)."""

@@ -12,7 +12,7 @@ TOKEN_PREFIX = "bp_"  # noqa: S105 - a prefix, not a secret
 
 def new_id(prefix: str) -> str:
     """A random, URL-safe id such as `org_3kT9…` (96 bits of entropy)."""
-    return f"{prefix}_{secrets.token_urlsafe(12)}"
+    return new_ids(prefix, 1)[0]
 
 
 def new_ids(prefix: str, count: int) -> list[str]:
